@@ -1,0 +1,237 @@
+"""The ``aggan`` command: ``train``, ``translate`` and ``data synthetic``.
+
+Each subcommand parses its flags, builds a config and calls one library function. Errors in the
+user's input become one line, ``aggan: error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aggan import __version__
+from aggan.config import build_config, parse_assignment, read_config_file, to_dict
+from aggan.errors import AgganError
+
+logger = logging.getLogger("aggan")
+
+DEMO_NOTE = ("no --data given: training the built-in demo (synthetic scenes, 64 px); "
+             "pass --data DIR for your own images")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"aggan: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model (on the built-in synthetic data unless --data is given)",
+        description="Train attention-guided translation between domains A and B.",
+        epilog="example: aggan train --data ../shared/data/horse2zebra --out runs/h2z --size 256",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="folder with trainA/ trainB/ (testA/ testB/), or "
+                        "'synthetic'; without it (and without --config) the built-in 64 px demo")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--config", help="JSON config file (a run's config.json works), or a "
+                        "built-in name: 'official' (the released code's schedule and 1x1 "
+                        "attention kernels), 'demo'")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="run length in steps (schedule points keep "
+                        "their fraction of the run)")
+    length.add_argument("--epochs", type=float, help="run length in epochs (default 100)")
+    parser.add_argument("--size", type=int, help="training crop in pixels, a multiple of 4")
+    parser.add_argument("--batch-size", type=int, help="images per domain per step")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, help="seed of init, data order and pools")
+    parser.add_argument("--variant", choices=("aggan", "no-attention-d", "cyclegan"))
+    parser.add_argument("--attention-kernels", choices=("paper", "official-1x1"))
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="any config field, e.g. --set train.lr=2e-4 (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--stop-at", type=int, metavar="STEP",
+                        help="stop and checkpoint at this step without changing the schedule")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+def _add_translate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "translate", help="translate images with a trained checkpoint",
+        description="Writes x.png (translation) and x_mask.png (attention, 0 black, 1 white) per "
+                    "input x.*, at the input's size.",
+        epilog="example: aggan translate --checkpoint runs/h2z --input photos/ --out out/ "
+               "--direction a2b")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="run folder (uses checkpoints/latest.pt) or checkpoint file")
+    parser.add_argument("--input", required=True, nargs="+", type=Path,
+                        help="image files or folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--direction", required=True, choices=("a2b", "b2a"),
+                        help="a2b: inputs are domain A (trainA), outputs domain B")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.set_defaults(run=_run_translate)
+
+
+def _add_data(subparsers: Any) -> None:
+    parser = subparsers.add_parser("data", help="datasets")
+    data_commands = parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    synthetic = data_commands.add_parser(
+        "synthetic", help="write the built-in synthetic dataset in the CycleGAN layout",
+        description="trainA/ trainB/ testA/ testB/ plus testA_mask/ testA_truth/ (true masks and "
+                    "true translations into B) and the same for B.",
+        epilog="example: aggan data synthetic --out data/synthetic --size 64")
+    synthetic.add_argument("--out", required=True, type=Path)
+    synthetic.add_argument("--size", type=int, default=64, help="pixels (default 64)")
+    synthetic.add_argument("--train", type=int, default=2000, help="scenes per domain")
+    synthetic.add_argument("--test", type=int, default=50, help="scenes per domain")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(run=_run_data_synthetic)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aggan", description="Unsupervised attention-guided image-to-image "
+                     "translation (Mejjati et al., NeurIPS 2018).")
+    parser.add_argument("--version", action="version", version=f"aggan {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(subparsers)
+    _add_translate(subparsers)
+    _add_data(subparsers)
+    return parser
+
+
+def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
+    layer: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
+    flags = {
+        ("data", "root"): args.data, ("data", "size_px"): args.size,
+        ("data", "workers"): args.workers, ("train", "batch_size"): args.batch_size,
+        ("train", "device"): args.device, ("train", "seed"): args.seed,
+        ("model", "variant"): args.variant, ("model", "attention_kernels"): args.attention_kernels,
+        ("train", "steps"): args.steps, ("train", "epochs"): args.epochs,
+    }
+    for (section, name), value in flags.items():
+        if value is not None:
+            layer[section][name] = value
+    if args.epochs is not None:
+        layer["train"]["steps"] = None
+    return layer
+
+
+def resolve_train_config(args: argparse.Namespace) -> Any:
+    """defaults < demo preset (no --data, no --config) < resumed run < --config < flags < --set."""
+    layers: list[dict[str, Any]] = []
+    checkpoint = args.out / "checkpoints" / "latest.pt"
+    if args.resume and checkpoint.is_file():
+        from aggan.checkpoint import load_checkpoint
+
+        layers.append(load_checkpoint(checkpoint)["config"])
+    elif args.data is None and args.config is None:
+        logger.info(DEMO_NOTE)
+        layers.append(read_config_file("demo"))
+    if args.config is not None:
+        layers.append(read_config_file(args.config))
+    layers.append(_flag_layer(args))
+    layers.extend(parse_assignment(assignment) for assignment in args.set)
+    return build_config(*layers)
+
+
+def _setup_file_log(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def format_metrics(metrics: dict[str, dict[str, Any]]) -> str:
+    """A table of ground-truth metrics, one column per direction."""
+    rows = [("mask IoU", "mask_iou", "{:.3f}"),
+            ("background PSNR (dB)", "background_psnr_db", "{:.2f}"),
+            ("truth PSNR (dB)", "truth_psnr_db", "{:.2f}"),
+            ("identity truth PSNR (dB)", "identity_truth_psnr_db", "{:.2f}"),
+            ("mean mask inside objects", "mask_inside", "{:.3f}"),
+            ("mean mask outside objects", "mask_outside", "{:.3f}"),
+            ("collapsed", "collapsed", "{}")]
+    directions = list(metrics)
+    lines = [f"{'metric':<28}" + "".join(f"{d:>10}" for d in directions)]
+    for label, key, fmt in rows:
+        lines.append(f"{label:<28}" + "".join(f"{fmt.format(metrics[d][key]):>10}"
+                                              for d in directions))
+    return "\n".join(lines)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from aggan.train import train
+
+    config = resolve_train_config(args)
+    if args.dry_run:
+        print(json.dumps(to_dict(config), indent=2))
+        return 0
+    if args.stop_at is not None and args.stop_at < 1:
+        raise AgganError(f"--stop-at must be at least 1, got {args.stop_at}")
+    _setup_file_log(args.out)
+    result = train(config, args.out, resume=args.resume, stop_at_step=args.stop_at,
+                   progress=not args.no_progress)
+    print(f"checkpoint: {result.checkpoint} (step {result.step})")
+    print(f"samples: {args.out / 'samples'}  gallery: {args.out}/gallery_a2b.png, gallery_b2a.png")
+    if result.metrics:
+        print(format_metrics(result.metrics))
+        collapsed = [d for d, m in result.metrics.items() if m["collapsed"]]
+        if collapsed:
+            print(f"warning: attention collapsed in {', '.join(collapsed)}: the output is the "
+                  "input; see README, 'Attention collapse'")
+    return 0
+
+
+def _run_translate(args: argparse.Namespace) -> int:
+    from aggan.checkpoint import load_translator
+    from aggan.device import resolve_device
+    from aggan.translate import translate_paths
+
+    device = resolve_device(args.device)
+    translator, _, use_attention = load_translator(args.checkpoint, device)
+    written = translate_paths(translator, args.input, args.direction, args.out,
+                              use_attention=use_attention, batch_size=args.batch_size,
+                              progress=sys.stderr.isatty())
+    print(f"translated {len(written)} images {args.direction} into {args.out}")
+    return 0
+
+
+def _run_data_synthetic(args: argparse.Namespace) -> int:
+    from aggan.config import DataConfig, SyntheticConfig
+    from aggan.synthetic import write_dataset
+
+    # Reuse the configs' checks of size and counts.
+    DataConfig(size_px=args.size, synthetic=SyntheticConfig(
+        train_images=args.train, test_images=args.test, seed=args.seed))
+    counts = write_dataset(args.out, size_px=args.size, train_images=args.train,
+                           test_images=args.test, seed=args.seed)
+    print(f"wrote {sum(counts.values())} scenes ({args.train} + {args.test} per domain) with "
+          f"test ground truth to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="aggan: %(message)s")
+    try:
+        return args.run(args)
+    except AgganError as error:
+        print(f"aggan: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aggan: interrupted", file=sys.stderr)
+        return 130

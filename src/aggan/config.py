@@ -1,0 +1,257 @@
+"""Run configuration: frozen, typed dataclasses whose defaults are the method's values.
+
+Precedence is defaults < ``--config FILE`` (JSON, or the name of a built-in config in
+``aggan/configs/``) < command-line flags and ``--set section.field=value``. Unknown keys and values
+of the wrong type fail loudly, naming the key. Every run writes its resolved config to
+``RUN_DIR/config.json``, which loads back through ``--config``.
+
+Where the default differs from the released TensorFlow code, the field's comment says why
+(``../shared/docs/method.md``); ``--config official`` restores the released code's behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from aggan.errors import AgganError
+
+Variant = Literal["aggan", "no-attention-d", "cyclegan"]
+AttentionKernels = Literal["paper", "official-1x1"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture. Fixed for the life of a run: resume refuses to change it."""
+
+    # aggan: the method; no-attention-d: holistic discriminator throughout (no switch);
+    # cyclegan: no attention at all (mask fixed at 1). The paper's ablations.
+    variant: Variant = "aggan"
+    # Kernels of the three attention convs after upsampling: "paper" = 3x3, 3x3, 7x7 as intended;
+    # "official-1x1" = 1x1, 1x1, 1x1 as the released code's argument-order bug made them.
+    attention_kernels: AttentionKernels = "paper"
+    generator_width: int = 32  # channels of the first generator conv (released code: 32)
+    generator_blocks: int = 9  # residual blocks at 1/4 resolution
+    attention_width: int = 32  # channels of the first attention conv
+    discriminator_width: int = 64  # channels of the first PatchGAN conv
+
+    def __post_init__(self) -> None:
+        for name in ("generator_width", "generator_blocks", "attention_width",
+                     "discriminator_width"):
+            if getattr(self, name) < 1:
+                raise AgganError(f"model.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """The built-in procedural dataset (see ``aggan.synthetic``)."""
+
+    train_images: int = 2000  # scenes per domain
+    test_images: int = 50  # scenes per domain, each with a true mask and a true translation
+    seed: int = 0  # the dataset's own seed: same seed, same scenes
+
+    def __post_init__(self) -> None:
+        if self.train_images < 1 or self.test_images < 1:
+            raise AgganError("data.synthetic.train_images and test_images must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """What to train on and how images are prepared."""
+
+    # A folder in the CycleGAN layout (trainA/ trainB/ testA/ testB) or "synthetic".
+    root: str = "synthetic"
+    size_px: int = 256  # training crop (released code: 256)
+    # Resize before the random crop; 0 means size_px * 286 / 256 (released code: 286 for 256).
+    load_size_px: int = 0
+    flip: bool = True  # random horizontal flip
+    workers: int = 2  # DataLoader worker processes; 0 loads in the training process
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.size_px % 4 or self.size_px < 32:
+            raise AgganError(
+                f"--size must be a multiple of 4 and at least 32, got {self.size_px}")
+        if self.load_size_px and self.load_size_px < self.size_px:
+            raise AgganError(f"data.load_size_px ({self.load_size_px}) is smaller than --size "
+                             f"({self.size_px})")
+        if self.workers < 0:
+            raise AgganError(f"--workers must be 0 or more, got {self.workers}")
+
+    @property
+    def resolved_load_size_px(self) -> int:
+        if self.load_size_px:
+            return self.load_size_px
+        return round(self.size_px * 286 / 256)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation and schedule.
+
+    Schedule points are epochs (an epoch is max(|A|, |B|) images) unless given in steps. When the
+    run's length is given in steps, points given in epochs sit at the same fraction of the run as
+    they do in the epoch schedule (switch at 60/100 of the run, and so on).
+    """
+
+    batch_size: int = 1  # per process (released code: 1)
+    lr: float = 1e-4  # Adam, all six networks
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    cycle_weight: float = 10.0
+    pool_size: int = 50  # history of generated images (with their masks) shown to D
+    tau: float = 0.1  # hard-mask threshold on the discriminator input after the switch
+    epochs: float = 100.0
+    decay_start_epoch: float = 50.0  # lr constant before, linear to 0 at the end
+    # The switch: tau 0 -> tau, attention frozen, discriminator instance norm off. The released
+    # code switches at 30; with the warm-up below the attention needs until 60 to settle.
+    switch_epoch: float = 60.0
+    # Mask fixed at 1 (plain CycleGAN; attention neither used nor trained) before this point.
+    # Not in the paper: without it every measured run collapsed to mask 0 (method.md, "Measured
+    # pitfall"). 0 restores the released code.
+    attention_warmup_epoch: float = 25.0
+    steps: int | None = None  # run length in steps; overrides epochs
+    decay_start_step: int | None = None
+    switch_step: int | None = None
+    attention_warmup_step: int | None = None
+    seed: int = 0  # networks' init, augmentation order, history pools
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    log_every_steps: int = 50  # losses to the bar, TensorBoard and stats.jsonl
+    sample_every_steps: int = 500  # sample grids to samples/ and TensorBoard
+    checkpoint_every_steps: int = 1000  # checkpoints/step-*.pt and latest.pt
+    # Warn when the mean attention mask falls below this after the warm-up: the collapse mode.
+    collapse_mask_mean: float = 0.02
+
+    def __post_init__(self) -> None:
+        positive = {"batch_size": self.batch_size, "--steps": self.steps or 1,
+                    "log_every_steps": self.log_every_steps,
+                    "sample_every_steps": self.sample_every_steps,
+                    "checkpoint_every_steps": self.checkpoint_every_steps}
+        for name, value in positive.items():
+            if value < 1:
+                raise AgganError(f"{name} must be at least 1, got {value}")
+        if self.epochs <= 0:
+            raise AgganError(f"--epochs must be positive, got {self.epochs}")
+        if self.lr <= 0:
+            raise AgganError(f"train.lr must be positive, got {self.lr}")
+        if not 0 <= self.tau <= 1:
+            raise AgganError(f"train.tau must be in [0, 1], got {self.tau}")
+        if self.pool_size < 0:
+            raise AgganError(f"train.pool_size must be 0 or more, got {self.pool_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything a run needs; saved as ``config.json`` and inside every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON types."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Checks ``value`` against a field's type; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            choices = ", ".join(map(str, typing.get_args(annotation)))
+            raise AgganError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise AgganError(f"{key}: expected a section (JSON object), got {value!r}")
+        return from_dict(annotation, value, prefix=f"{key}.")
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise AgganError(f"{key}: expected true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise AgganError(f"{key}: expected a whole number, got {value!r}")
+    if not isinstance(value, annotation):
+        raise AgganError(f"{key}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Builds the dataclass ``cls`` from nested dicts, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise AgganError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in values.items()}
+    return cls(**kwargs)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merges two nested dicts; ``override`` wins."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignment(assignment: str) -> dict[str, Any]:
+    """``"train.lr=2e-4"`` -> ``{"train": {"lr": 0.0002}}``; the value is read as JSON if it can be."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise AgganError(f"--set expects section.field=value, got {assignment!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    nested: dict[str, Any] = {}
+    node = nested
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return nested
+
+
+def read_config_file(name_or_path: str) -> dict[str, Any]:
+    """Reads a JSON config from a path, or a built-in one by name (``official``)."""
+    path = Path(name_or_path)
+    if not path.exists() and not path.suffix:
+        builtin = resources.files("aggan") / "configs" / f"{name_or_path}.json"
+        if builtin.is_file():
+            return json.loads(builtin.read_text())
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise AgganError(f"--config: cannot read {path}: {error.strerror or error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AgganError(f"--config: {path} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise AgganError(f"--config: {path} must hold a JSON object")
+    # A run's config.json also records versions and the resolved schedule: keep the config part.
+    return data.get("config", data)
+
+
+def build_config(*layers: dict[str, Any]) -> RunConfig:
+    """Resolves a RunConfig from dict layers, later layers winning."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = merge(merged, layer)
+    return from_dict(RunConfig, merged)

@@ -1,0 +1,197 @@
+"""Unpaired training data: two domains, each shuffled and augmented on its own.
+
+Item ``p`` of the training stream is a pure function of (seed, p): for each domain, the epoch
+``p // n`` fixes a permutation, ``p % n`` a place in it, and a per-item generator the crop and
+flip. So the stream does not depend on worker count or timing, and resuming at step ``k`` with batch
+``B`` continues at item ``k * B`` exactly where the interrupted run would have.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.v2 import functional as TF
+
+from aggan.config import DataConfig
+from aggan.errors import AgganError
+from aggan.images import list_images, read_image, to_float
+from aggan.synthetic import SyntheticDomain, seeded_generator
+
+
+class DomainImages(Protocol):
+    """The images of one domain and split."""
+
+    def __len__(self) -> int: ...
+
+    def name(self, index: int) -> str: ...
+
+    def load(self, index: int) -> Tensor:
+        """uint8 (3, H, W)."""
+        ...
+
+
+class FolderDomain:
+    """Image files in one folder, checked once when opened so that a bad file fails at start."""
+
+    def __init__(self, folder: Path, *, check: bool = True) -> None:
+        if not folder.is_dir():
+            raise AgganError(f"{folder} does not exist or is not a folder")
+        self.folder = folder
+        self.paths = list_images(folder)
+        if not self.paths:
+            raise AgganError(f"{folder} holds no images")
+        if check:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                # read_image raises AgganError naming the first bad file.
+                for _ in pool.map(read_image, self.paths):
+                    pass
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, index: int) -> str:
+        return self.paths[index].stem
+
+    def load(self, index: int) -> Tensor:
+        return read_image(self.paths[index])
+
+
+def _split_folder(root: Path, split: str, domain: str) -> Path:
+    return root / f"{split}{domain.upper()}"
+
+
+def open_domain(config: DataConfig, split: str, domain: str) -> DomainImages:
+    """Domain ``"a"`` or ``"b"`` of ``split`` (``"train"`` or ``"test"``)."""
+    if config.root == "synthetic":
+        synthetic = config.synthetic
+        count = synthetic.train_images if split == "train" else synthetic.test_images
+        return SyntheticDomain(seed=synthetic.seed, split=split, domain=domain, count=count,
+                               size_px=config.size_px)
+    root = Path(config.root)
+    if not root.is_dir():
+        raise AgganError(f"--data: {root} does not exist or is not a folder")
+    folder = _split_folder(root, split, domain)
+    if not folder.is_dir():
+        raise AgganError(f"--data: {folder} is missing (expected the CycleGAN layout "
+                         "trainA/ trainB/ testA/ testB)")
+    return FolderDomain(folder)
+
+
+def open_test_domain(config: DataConfig, domain: str) -> DomainImages | None:
+    """The test images of ``domain``, or None where the data has no such folder."""
+    if config.root != "synthetic" and not _split_folder(Path(config.root), "test", domain).is_dir():
+        return None
+    return open_domain(config, "test", domain)
+
+
+@dataclass(frozen=True)
+class GroundTruthItem:
+    """A test image with its true object mask (uint8 (1, H, W), 255 inside) and its true
+    translation into the other domain (uint8 (3, H, W))."""
+
+    name: str
+    image: Tensor
+    mask: Tensor
+    truth: Tensor
+
+
+def ground_truth(config: DataConfig, domain: str) -> list[GroundTruthItem] | None:
+    """The test set of ``domain`` with ground truth, or None where the data has none (only the
+    synthetic dataset, generated or written by ``aggan data synthetic``, has it)."""
+    if config.root == "synthetic":
+        images = open_domain(config, "test", domain)
+        assert isinstance(images, SyntheticDomain)
+        items = []
+        for index in range(len(images)):
+            scene = images.scene(index)
+            items.append(GroundTruthItem(images.name(index), scene.image, scene.mask, scene.truth))
+        return items
+    folder = _split_folder(Path(config.root), "test", domain)
+    mask_folder, truth_folder = Path(f"{folder}_mask"), Path(f"{folder}_truth")
+    if not (folder.is_dir() and mask_folder.is_dir() and truth_folder.is_dir()):
+        return None
+    items = []
+    for path in list_images(folder):
+        mask_path, truth_path = mask_folder / f"{path.stem}.png", truth_folder / f"{path.stem}.png"
+        if not (mask_path.is_file() and truth_path.is_file()):
+            raise AgganError(f"{path} has no ground truth at {mask_path} and {truth_path}")
+        mask = read_image(mask_path)[:1]
+        items.append(GroundTruthItem(path.stem, read_image(path), mask, read_image(truth_path)))
+    return items
+
+
+def augment(image: Tensor, *, load_size_px: int, size_px: int, flip: bool,
+            generator: torch.Generator) -> Tensor:
+    """Resize to a square ``load_size_px``, random crop ``size_px``, random horizontal flip.
+
+    uint8 (3, H, W) in; float32 (3, size_px, size_px) in [-1, 1] out.
+    """
+    image = TF.resize(image, [load_size_px, load_size_px], antialias=True)
+    top, left = (int(v) for v in torch.randint(load_size_px - size_px + 1, (2,),
+                                                generator=generator))
+    image = TF.crop(image, top, left, size_px, size_px)
+    if flip and torch.rand((), generator=generator) < 0.5:
+        image = TF.horizontal_flip(image)
+    return to_float(image)
+
+
+class UnpairedTrainingSet(Dataset):
+    """Item ``p``: one augmented image of each domain, drawn independently."""
+
+    def __init__(self, images_a: DomainImages, images_b: DomainImages, config: DataConfig,
+                 seed: int) -> None:
+        self.domains = {"a": images_a, "b": images_b}
+        self.config = config
+        self.seed = seed
+        self._permutations: dict[tuple[str, int], Tensor] = {}
+
+    def __len__(self) -> int:
+        return max(len(images) for images in self.domains.values())
+
+    def _index(self, domain: str, position: int) -> int:
+        count = len(self.domains[domain])
+        epoch = position // count
+        key = (domain, epoch)
+        if key not in self._permutations:
+            self._permutations = {k: v for k, v in self._permutations.items() if k[0] != domain}
+            self._permutations[key] = torch.randperm(
+                count, generator=seeded_generator(self.seed, "order", domain, epoch))
+        return int(self._permutations[key][position % count])
+
+    def __getitem__(self, position: int) -> tuple[Tensor, Tensor]:
+        images = []
+        for domain, source in self.domains.items():
+            raw = source.load(self._index(domain, position))
+            images.append(augment(raw, load_size_px=self.config.resolved_load_size_px,
+                                  size_px=self.config.size_px, flip=self.config.flip,
+                                  generator=seeded_generator(self.seed, "augment", domain, position)))
+        return images[0], images[1]
+
+
+class StreamSampler(Sampler[int]):
+    """Positions ``start, start + 1, ...`` of the training stream, without end."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        position = self.start
+        while True:
+            yield position
+            position += 1
+
+
+def training_loader(dataset: UnpairedTrainingSet, *, batch_size: int, start_step: int,
+                    workers: int, pin_memory: bool) -> DataLoader:
+    """Batches of (real_a, real_b) from step ``start_step`` on."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=StreamSampler(start_step * batch_size),
+                      num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=False, prefetch_factor=4 if workers else None)

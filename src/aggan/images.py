@@ -1,0 +1,111 @@
+"""Image files: listing, robust reading into RGB tensors, atomic writing.
+
+Reading goes through Pillow, so every format it knows works; whatever the file's mode (grayscale,
+palette, RGBA, CMYK, 16-bit) and EXIF orientation, the result is an upright RGB uint8 tensor. Any
+failure becomes an :class:`AgganError` that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.io import encode_png
+
+from aggan.errors import AgganError
+
+
+def image_extensions() -> frozenset[str]:
+    """File endings Pillow can open here (lower case, with the dot)."""
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
+    if not folder.is_dir():
+        raise AgganError(f"{folder} is not a folder")
+    extensions = image_extensions()
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # Pillow's convert("RGB") clips 16-bit values at 255 (a white image); scale instead.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        peak = 1.0 if values.max() <= 1.0 else 255.0
+        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def read_image(path: Path) -> Tensor:
+    """Reads any image Pillow knows as an upright RGB uint8 tensor (3, H, W)."""
+    try:
+        with Image.open(path) as opened:
+            upright = ImageOps.exif_transpose(opened)
+            rgb = _to_rgb(upright)
+            array = np.array(rgb, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise AgganError(f"{path} is not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise AgganError(f"{path} does not exist") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise AgganError(f"cannot read image {path}: {error}") from None
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Runs ``write(temp_path)`` then renames the temp file over ``path``: readers never see
+    a half-written file, and a crash leaves the previous version intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        write(temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_png(image: Tensor, path: Path) -> None:
+    """Writes a uint8 (C, H, W) tensor (C = 1 or 3) as PNG, atomically."""
+    data = encode_png(image.detach().cpu().contiguous()).numpy().tobytes()
+    atomic_write(path, lambda temp: temp.write_bytes(data))
+
+
+def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+    """Float images in ``value_range`` -> uint8, rounding to nearest."""
+    low, high = value_range
+    scaled = (images.detach().float() - low) / (high - low) * 255.0
+    return scaled.round().clamp(0, 255).to(torch.uint8)
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 -> float32 in [-1, 1]."""
+    return images.float() / 127.5 - 1.0
+
+
+def check_unique_stems(paths: Iterable[Path]) -> None:
+    """Refuses inputs whose outputs would overwrite each other (``x.jpg`` and ``x.png``)."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise AgganError(f"{seen[path.stem]} and {path} would both write {path.stem}.png; "
+                             "rename one or translate them separately")
+        seen[path.stem] = path

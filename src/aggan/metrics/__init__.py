@@ -1,0 +1,1 @@
+"""Quality metrics: ground-truth metrics on synthetic data (``groundtruth``)."""

@@ -1,0 +1,216 @@
+"""The six networks of attention-guided translation, as in the released code (method.md).
+
+Naming: the paper's source domain S is our domain ``a`` and its target T is ``b`` (the folder names
+``trainA``/``trainB``). ``attention_a`` is the paper's A_S, ``generator_a2b`` is F_S->T, and
+``discriminator_b`` (D_T) judges domain-B images.
+
+Every network is fully convolutional: any input whose height and width are multiples of 4 works.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from aggan.config import ModelConfig
+
+Direction = Literal["a2b", "b2a"]
+DIRECTIONS: tuple[Direction, Direction] = ("a2b", "b2a")
+
+
+def source_domain(direction: Direction) -> str:
+    """``"a2b"`` -> ``"a"``."""
+    return direction[0]
+
+
+def target_domain(direction: Direction) -> str:
+    """``"a2b"`` -> ``"b"``."""
+    return direction[-1]
+
+
+def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1,
+                    padding_mode: str = "zeros") -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, padding_mode=padding_mode),
+        nn.InstanceNorm2d(out_ch, affine=True),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ResidualBlock(nn.Module):
+    """conv3-IN-ReLU-conv3-IN, skip add, then ReLU (released code; CycleGAN has no final ReLU)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_norm_relu(channels, channels, 3, padding_mode="reflect"),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x + self.body(x))
+
+
+class ResnetGenerator(nn.Module):
+    """F: image in [-1, 1] -> image in [-1, 1], same size.
+
+    Args:
+        width: channels of the first conv (released code: 32, half of CycleGAN's 64).
+        blocks: residual blocks at 1/4 resolution (9 for 256 px).
+    """
+
+    def __init__(self, *, width: int = 32, blocks: int = 9) -> None:
+        super().__init__()
+        w = width
+        self.layers = nn.Sequential(
+            *_conv_norm_relu(3, w, 7),
+            *_conv_norm_relu(w, 2 * w, 3, stride=2),
+            *_conv_norm_relu(2 * w, 4 * w, 3, stride=2),
+            *[ResidualBlock(4 * w) for _ in range(blocks)],
+            nn.ConvTranspose2d(4 * w, 2 * w, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(2 * w, affine=True),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * w, w, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(w, affine=True),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, 3, 7, padding=3),
+            nn.Tanh(),
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1]; H, W multiples of 4."""
+        return self.layers(images)
+
+
+class AttentionNet(nn.Module):
+    """A: image in [-1, 1] -> one-channel mask in [0, 1], same size.
+
+    Args:
+        width: channels of the first conv.
+        kernels: ``"paper"`` for the intended 3x3, 3x3, 7x7 convs after upsampling;
+            ``"official-1x1"`` for the released code's 1x1 convs (an argument-order bug there).
+    """
+
+    def __init__(self, *, width: int = 32,
+                 kernels: Literal["paper", "official-1x1"] = "paper") -> None:
+        super().__init__()
+        if kernels not in ("paper", "official-1x1"):
+            raise ValueError(f"unknown attention kernels {kernels!r}")
+        k1, k2, k3 = (3, 3, 7) if kernels == "paper" else (1, 1, 1)
+        w = width
+        self.layers = nn.Sequential(
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(3, w, 7, stride=2, padding=0),
+            nn.InstanceNorm2d(w, affine=True),
+            nn.ReLU(inplace=True),
+            *_conv_norm_relu(w, 2 * w, 3, stride=2),
+            ResidualBlock(2 * w),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv_norm_relu(2 * w, 2 * w, k1),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv_norm_relu(2 * w, w, k2),
+            nn.Conv2d(w, 1, k3, padding=k3 // 2),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, 1, H, W) in [0, 1]; H, W multiples of 4."""
+        return self.layers(images)
+
+
+class PatchDiscriminator(nn.Module):
+    """70 x 70 PatchGAN: image -> (N, 1, h, w) raw least-squares scores.
+
+    Instance norm follows the first four convs until the switch epoch; ``normalize=False`` skips
+    it afterwards, because the zeros outside the hard mask would dominate its statistics.
+    """
+
+    def __init__(self, *, width: int = 64) -> None:
+        super().__init__()
+        w = width
+        channels = [3, w, 2 * w, 4 * w, 8 * w]
+        strides = [2, 2, 2, 1]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels[i], channels[i + 1], 4, strides[i], padding=1) for i in range(4))
+        self.norms = nn.ModuleList(nn.InstanceNorm2d(c, affine=True) for c in channels[1:])
+        self.head = nn.Conv2d(8 * w, 1, 4, stride=1, padding=1)
+
+    def forward(self, images: Tensor, normalize: bool = True) -> Tensor:
+        x = images
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = conv(x)
+            if normalize:
+                x = norm(x)
+            x = nn.functional.leaky_relu(x, 0.2)
+        return self.head(x)
+
+
+def init_weights(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """The released code's init: conv weights N(0, 0.02) truncated at 2 std, biases 0,
+    instance-norm scale N(1, 0.02) and offset 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.trunc_normal_(m.weight, 0.0, 0.02, -0.04, 0.04, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.InstanceNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+            nn.init.zeros_(m.bias)
+
+
+def composite(mask: Tensor, translated: Tensor, images: Tensor) -> Tensor:
+    """s' = m * F(s) + (1 - m) * s: only the attended region changes."""
+    return mask * translated + (1 - mask) * images
+
+
+class Translator(nn.Module):
+    """The translation half of the model: both generators and both attention networks.
+
+    This is all that ``translate`` needs; a ``cyclegan`` variant has no attention networks and
+    its mask is 1 everywhere.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.generators = nn.ModuleDict({
+            d: ResnetGenerator(width=config.generator_width, blocks=config.generator_blocks)
+            for d in DIRECTIONS})
+        self.attention: nn.ModuleDict | None = None
+        if config.variant != "cyclegan":
+            self.attention = nn.ModuleDict({
+                domain: AttentionNet(width=config.attention_width,
+                                     kernels=config.attention_kernels)
+                for domain in ("a", "b")})
+
+    def forward(self, images: Tensor, direction: Direction,
+                use_attention: bool = True) -> tuple[Tensor, Tensor]:
+        """Translates a batch.
+
+        Args:
+            images: (N, 3, H, W) in [-1, 1] from the source domain; H, W multiples of 4.
+            direction: ``"a2b"`` or ``"b2a"``.
+            use_attention: False fixes the mask at 1 (CycleGAN; the warm-up phase).
+
+        Returns:
+            The translation (N, 3, H, W) in [-1, 1] and the mask (N, 1, H, W) in [0, 1].
+        """
+        translated = self.generators[direction](images)
+        if self.attention is None or not use_attention:
+            return translated, torch.ones_like(images[:, :1])
+        mask = self.attention[source_domain(direction)](images)
+        return composite(mask, translated, images), mask
+
+
+class Discriminators(nn.Module):
+    """``discriminator_a`` judges domain-A images, ``discriminator_b`` domain-B images."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.by_domain = nn.ModuleDict({
+            domain: PatchDiscriminator(width=config.discriminator_width) for domain in ("a", "b")})
+
+    def forward(self, images: Tensor, domain: str, normalize: bool = True) -> Tensor:
+        return self.by_domain[domain](images, normalize)

@@ -1,0 +1,81 @@
+"""The training schedule as a pure function of the step (method.md, "Training schedule").
+
+Epoch-based fields become steps once, here; after that only the step matters, so resuming
+restores the step and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aggan.config import TrainConfig, Variant
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one step does."""
+
+    lr_factor: float  # multiplies the base learning rate
+    tau: float  # hard-mask threshold on the discriminator input (0: whole image)
+    use_attention: bool  # False: mask fixed at 1 (CycleGAN; the warm-up)
+    train_attention: bool  # False once the attention is frozen at the switch
+    normalize_discriminator: bool  # instance norm in the discriminators
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Schedule points in steps. ``switch_step`` is None for variants without a switch."""
+
+    steps_per_epoch: int
+    total_steps: int
+    decay_start_step: int
+    attention_warmup_steps: int
+    switch_step: int | None
+    tau: float
+    variant: Variant
+
+    def phase(self, step: int) -> Phase:
+        if step < self.decay_start_step:
+            lr_factor = 1.0
+        else:
+            decay_steps = max(self.total_steps - self.decay_start_step, 1)
+            lr_factor = max(0.0, (self.total_steps - step) / decay_steps)
+        has_attention = self.variant != "cyclegan"
+        use_attention = has_attention and step >= self.attention_warmup_steps
+        switched = self.switch_step is not None and step >= self.switch_step
+        return Phase(lr_factor=lr_factor, tau=self.tau if switched else 0.0,
+                     use_attention=use_attention, train_attention=use_attention and not switched,
+                     normalize_discriminator=not switched)
+
+
+def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: int) -> Schedule:
+    """Turns the config's epochs (or steps) into steps.
+
+    Args:
+        config: the training config.
+        variant: ``aggan`` switches; ``no-attention-d`` and ``cyclegan`` never do.
+        images_per_epoch: max(|A|, |B|) for this process's data (an epoch, as in the paper).
+    """
+    steps_per_epoch = max(1, math.ceil(images_per_epoch / config.batch_size))
+    if config.steps is not None:
+        total = config.steps
+
+        def point(epoch: float, step: int | None) -> int:
+            return step if step is not None else round(epoch / config.epochs * total)
+    else:
+        total = max(1, round(config.epochs * steps_per_epoch))
+
+        def point(epoch: float, step: int | None) -> int:
+            return step if step is not None else round(epoch * steps_per_epoch)
+
+    return Schedule(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        decay_start_step=point(config.decay_start_epoch, config.decay_start_step),
+        attention_warmup_steps=point(config.attention_warmup_epoch, config.attention_warmup_step),
+        switch_step=(point(config.switch_epoch, config.switch_step)
+                     if variant == "aggan" else None),
+        tau=config.tau,
+        variant=variant,
+    )

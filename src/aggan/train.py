@@ -1,0 +1,406 @@
+"""The training loop, readable top to bottom (method.md, "Forward pass", "Losses", "The switch").
+
+One step does one forward pass of the translator (both directions and both cycles), then a joint
+update of the generators and attention networks with the discriminators frozen, then one update of
+both discriminators on fakes drawn from the history pools. (The released TensorFlow code runs four
+sequential sub-steps with their own forward passes; this is the same objective at half the cost,
+as PyTorch CycleGAN does.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from aggan import __version__
+from aggan.checkpoint import (
+    FORMAT_VERSION,
+    LATEST,
+    checkpoint_dir,
+    config_of,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    schedule_dict,
+)
+from aggan.config import RunConfig, to_dict
+from aggan.data import (
+    UnpairedTrainingSet,
+    ground_truth,
+    open_domain,
+    open_test_domain,
+    training_loader,
+)
+from aggan.device import resolve_device
+from aggan.errors import AgganError
+from aggan.images import atomic_write, to_float, write_png
+from aggan.losses import cycle_loss, discriminator_loss, generator_adversarial_loss, hard_mask
+from aggan.metrics.groundtruth import ground_truth_metrics
+from aggan.networks import (
+    DIRECTIONS,
+    Direction,
+    Discriminators,
+    Translator,
+    init_weights,
+    source_domain,
+    target_domain,
+)
+from aggan.pool import HistoryPool
+from aggan.schedule import Phase, Schedule, resolve_schedule
+from aggan.tracking import Tracker, sample_grid
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_IMAGES = 4  # rows per sample grid during training
+GALLERY_IMAGES = 8  # rows per gallery at the end
+
+
+def reverse(direction: Direction) -> Direction:
+    return "b2a" if direction == "a2b" else "a2b"
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training; exactly what a checkpoint holds."""
+
+    translator: Translator
+    discriminators: Discriminators
+    optimizer_generators: torch.optim.Adam
+    optimizer_discriminators: torch.optim.Adam
+    pools: dict[str, HistoryPool]  # keyed by direction: fakes of the target domain
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    step: int
+    metrics: dict[str, dict[str, Any]]  # per direction, where the data has ground truth
+
+
+def training_step(state: TrainState, real: dict[str, Tensor], phase: Phase,
+                  cycle_weight: float) -> dict[str, Tensor]:
+    """One optimisation step on a batch ``real = {"a": (N,3,H,W), "b": (N,3,H,W)}`` in [-1, 1].
+
+    Returns the step's loss terms and mean masks as detached tensors (reading them syncs the
+    device, so the caller reads them only when it logs).
+    """
+    translator, discriminators = state.translator, state.discriminators
+    if translator.attention is not None:
+        translator.attention.requires_grad_(phase.train_attention)
+
+    # Forward: s' = A_S(s) * F(s) + (1 - A_S(s)) * s, then back for the cycle (method.md).
+    fake: dict[Direction, Tensor] = {}
+    mask: dict[Direction, Tensor] = {}
+    for direction in DIRECTIONS:
+        fake[direction], mask[direction] = translator(real[source_domain(direction)], direction,
+                                                      phase.use_attention)
+    cycled = {direction: translator(fake[direction], reverse(direction), phase.use_attention)[0]
+              for direction in DIRECTIONS}
+
+    # Generators and attention: fool the discriminators on the attended region, close the cycle.
+    discriminators.requires_grad_(False)
+    terms: dict[str, Tensor] = {}
+    for direction in DIRECTIONS:
+        target = target_domain(direction)
+        scores = discriminators(fake[direction] * hard_mask(mask[direction], phase.tau), target,
+                                phase.normalize_discriminator)
+        terms[f"loss/adversarial_{direction}"] = generator_adversarial_loss(scores)
+        terms[f"loss/cycle_{source_domain(direction)}"] = cycle_loss(
+            cycled[direction], real[source_domain(direction)])
+    generator_total = (sum(terms[f"loss/adversarial_{d}"] for d in DIRECTIONS)
+                       + cycle_weight * (terms["loss/cycle_a"] + terms["loss/cycle_b"]))
+    state.optimizer_generators.zero_grad(set_to_none=True)
+    generator_total.backward()
+    state.optimizer_generators.step()
+
+    # Discriminators: real target images under their own attention, fakes from the pool under
+    # the masks they were made with.
+    discriminators.requires_grad_(True)
+    discriminator_total = torch.zeros((), device=real["a"].device)
+    for direction in DIRECTIONS:
+        target = target_domain(direction)
+        pooled_fake, pooled_mask = state.pools[direction].query(fake[direction], mask[direction])
+        real_mask = mask[reverse(direction)]  # A_T(t): the target domain's own attention
+        scores_real = discriminators(real[target] * hard_mask(real_mask, phase.tau), target,
+                                     phase.normalize_discriminator)
+        scores_fake = discriminators(pooled_fake * hard_mask(pooled_mask, phase.tau), target,
+                                     phase.normalize_discriminator)
+        terms[f"loss/discriminator_{target}"] = discriminator_loss(scores_real, scores_fake)
+        discriminator_total = discriminator_total + terms[f"loss/discriminator_{target}"]
+    state.optimizer_discriminators.zero_grad(set_to_none=True)
+    discriminator_total.backward()
+    state.optimizer_discriminators.step()
+
+    for direction in DIRECTIONS:
+        terms[f"mask/mean_{source_domain(direction)}"] = mask[direction].mean()
+    return {key: value.detach() for key, value in terms.items()}
+
+
+def build_state(config: RunConfig, device: torch.device) -> TrainState:
+    """Fresh networks (seeded init), optimizers and pools."""
+    init_generator = torch.Generator().manual_seed(config.train.seed)
+    translator = Translator(config.model)
+    discriminators = Discriminators(config.model)
+    init_weights(translator, init_generator)
+    init_weights(discriminators, init_generator)
+    translator.to(device)
+    discriminators.to(device)
+    betas = (config.train.adam_beta1, config.train.adam_beta2)
+    return TrainState(
+        translator=translator,
+        discriminators=discriminators,
+        optimizer_generators=torch.optim.Adam(translator.parameters(), lr=config.train.lr,
+                                              betas=betas),
+        optimizer_discriminators=torch.optim.Adam(discriminators.parameters(), lr=config.train.lr,
+                                                  betas=betas),
+        pools={direction: HistoryPool(config.train.pool_size, seed=config.train.seed * 2 + i + 1)
+               for i, direction in enumerate(DIRECTIONS)},
+    )
+
+
+def state_dict(state: TrainState, config: RunConfig, schedule: Schedule) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "aggan_version": __version__,
+        "config": to_dict(config),
+        "schedule": schedule_dict(schedule),
+        "step": state.step,
+        "translator": state.translator.state_dict(),
+        "discriminators": state.discriminators.state_dict(),
+        "optimizer_generators": state.optimizer_generators.state_dict(),
+        "optimizer_discriminators": state.optimizer_discriminators.state_dict(),
+        "pools": {direction: pool.state_dict() for direction, pool in state.pools.items()},
+    }
+
+
+def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
+                  device: torch.device) -> None:
+    load_state(state.translator, saved["translator"], path, "networks")
+    load_state(state.discriminators, saved["discriminators"], path, "discriminators")
+    try:
+        state.optimizer_generators.load_state_dict(saved["optimizer_generators"])
+        state.optimizer_discriminators.load_state_dict(saved["optimizer_discriminators"])
+        for direction, pool in state.pools.items():
+            pool.load_state_dict(saved["pools"][direction], device)
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
+    state.step = int(saved["step"])
+
+
+def check_resumable(saved_config: RunConfig, config: RunConfig, path: Path) -> None:
+    """Architecture and image size are fixed for the life of a run."""
+    for section, field_names in (("model", None), ("data", ("size_px",))):
+        saved_section, section_now = getattr(saved_config, section), getattr(config, section)
+        for field in dataclasses.fields(saved_section):
+            if field_names is not None and field.name not in field_names:
+                continue
+            was, now = getattr(saved_section, field.name), getattr(section_now, field.name)
+            if was != now:
+                raise AgganError(f"--resume: {path} was trained with {section}.{field.name}="
+                                 f"{was!r}, not {now!r}")
+
+
+def write_run_config(run_dir: Path, config: RunConfig, schedule: Schedule,
+                     device: torch.device) -> None:
+    record = {
+        "config": to_dict(config),
+        "schedule": schedule_dict(schedule),
+        "device": str(device),
+        "versions": {"aggan": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "argv": sys.argv,
+    }
+    atomic_write(run_dir / "config.json",
+                 lambda temp: temp.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C asks the loop to stop after the current step (it then checkpoints);
+    a second one interrupts at once."""
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+        signal.signal(signal.SIGINT, previous)
+        logger.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def fixed_samples(config: RunConfig, domain: str, count: int) -> Tensor:
+    """The first ``count`` test images of ``domain`` (train images where there is no test
+    folder), resized to the training size: the same rows in every sample grid."""
+    images = open_test_domain(config.data, domain) or open_domain(config.data, "train", domain)
+    size = config.data.size_px
+    rows = []
+    for index in range(min(count, len(images))):
+        image = images.load(index)
+        rows.append(torch.nn.functional.interpolate(
+            to_float(image)[None], size=(size, size), mode="bilinear", antialias=True,
+            align_corners=False)[0])
+    return torch.stack(rows)
+
+
+def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
+          stop_at_step: int | None = None, progress: bool = True,
+          tensorboard: bool = True) -> TrainResult:
+    """Trains (or resumes) a run in ``run_dir`` and returns its final checkpoint.
+
+    Args:
+        config: the resolved run config.
+        run_dir: where ``config.json``, ``checkpoints/``, ``samples/``, ``stats.jsonl`` and
+            ``tensorboard/`` go.
+        resume: continue from ``run_dir/checkpoints/latest.pt``; refuses a different architecture.
+        stop_at_step: stop (and checkpoint) there without changing the schedule.
+        progress: show a progress bar.
+        tensorboard: write TensorBoard events.
+
+    Raises:
+        AgganError: bad data, a run folder that already holds a run, a checkpoint that does not fit.
+    """
+    device = resolve_device(config.train.device)
+    latest = checkpoint_dir(run_dir) / LATEST
+    saved = None
+    if resume:
+        if not latest.is_file():
+            raise AgganError(f"--resume: {run_dir} holds no checkpoints/{LATEST} to resume from")
+        saved = load_checkpoint(latest)
+        check_resumable(config_of(saved, latest), config, latest)
+    elif latest.exists():
+        raise AgganError(f"--out {run_dir} already holds a run; pass --resume to continue it or "
+                         "choose another --out")
+
+    images = {domain: open_domain(config.data, "train", domain) for domain in ("a", "b")}
+    schedule = resolve_schedule(config.train, config.model.variant,
+                                max(len(images["a"]), len(images["b"])))
+    state = build_state(config, device)
+    if saved is not None:
+        restore_state(state, saved, latest, device)
+        logger.info("resumed %s at step %d", latest, state.step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_config(run_dir, config, schedule, device)
+    samples = {domain: fixed_samples(config, domain, SAMPLE_IMAGES).to(device)
+               for domain in ("a", "b")}
+
+    dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
+    loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
+                             workers=config.data.workers, pin_memory=device.type == "cuda")
+    end_step = min(schedule.total_steps, stop_at_step or schedule.total_steps)
+    tracker = Tracker(run_dir, tensorboard=tensorboard)
+    logger.info("training %s on %s: %d steps (%d per epoch), warm-up until %d, switch at %s, "
+                "lr decay from %d", config.model.variant, config.data.root, schedule.total_steps,
+                schedule.steps_per_epoch, schedule.attention_warmup_steps, schedule.switch_step,
+                schedule.decay_start_step)
+    bar = tqdm(total=end_step, initial=state.step, disable=not progress, unit="step",
+               dynamic_ncols=True)
+    step_started = time.perf_counter()
+    try:
+        with stop_on_interrupt() as interrupt:
+            batches = iter(loader)
+            while state.step < end_step and not interrupt["stop"]:
+                real_a, real_b = next(batches)
+                phase = schedule.phase(state.step)
+                for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.train.lr * phase.lr_factor
+                terms = training_step(
+                    state, {"a": real_a.to(device, non_blocking=True),
+                            "b": real_b.to(device, non_blocking=True)},
+                    phase, config.train.cycle_weight)
+                state.step += 1
+                bar.update(1)
+
+                if state.step % config.train.log_every_steps == 0 or state.step == end_step:
+                    now = time.perf_counter()
+                    values = {key: float(value) for key, value in terms.items()}
+                    values["time/sec_per_step"] = (now - step_started) / config.train.log_every_steps
+                    values["sched/lr"] = config.train.lr * phase.lr_factor
+                    values["sched/tau"] = phase.tau
+                    step_started = now
+                    tracker.scalars(state.step, values)
+                    bar.set_postfix({key.split("/")[-1]: f"{value:.3f}"
+                                     for key, value in values.items() if key.startswith("loss/")})
+                    warn_if_collapsed(values, phase, config.train.collapse_mask_mean, state.step)
+                if state.step % config.train.sample_every_steps == 0 or state.step == end_step:
+                    write_samples(tracker, state.translator, samples, state.step, phase)
+                if state.step % config.train.checkpoint_every_steps == 0:
+                    save_checkpoint(state_dict(state, config, schedule),
+                                    checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
+                    save_checkpoint(state_dict(state, config, schedule), latest)
+            # The final (or interrupted) step is always saved, also mid-interval.
+            final = state_dict(state, config, schedule)
+            save_checkpoint(final, checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
+            save_checkpoint(final, latest)
+    finally:
+        bar.close()
+        tracker.close()
+        del loader
+
+    metrics: dict[str, dict[str, Any]] = {}
+    if state.step == schedule.total_steps:
+        final_phase = schedule.phase(state.step)
+        for direction in DIRECTIONS:
+            gallery = fixed_samples(config, source_domain(direction), GALLERY_IMAGES).to(device)
+            write_png(sample_grid(state.translator, gallery, direction, final_phase.use_attention),
+                      run_dir / f"gallery_{direction}.png")
+        metrics = final_metrics(config, state.translator, final_phase, device)
+        if metrics:
+            atomic_write(run_dir / "metrics.json",
+                         lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    return TrainResult(checkpoint=latest, step=state.step, metrics=metrics)
+
+
+def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int) -> None:
+    if not phase.use_attention:
+        return
+    for domain in ("a", "b"):
+        mean = values[f"mask/mean_{domain}"]
+        if mean < threshold:
+            logger.warning("step %d: attention %s has collapsed (mean mask %.4f < %.4f): the "
+                           "translation equals the input. See README, 'Attention collapse'.",
+                           step, domain, mean, threshold)
+
+
+def write_samples(tracker: Tracker, translator: Translator, samples: dict[str, Tensor], step: int,
+                  phase: Phase) -> None:
+    for direction in DIRECTIONS:
+        grid = sample_grid(translator, samples[source_domain(direction)], direction,
+                           phase.use_attention)
+        tracker.image(step, direction, grid)
+
+
+def final_metrics(config: RunConfig, translator: Translator, phase: Phase,
+                  device: torch.device) -> dict[str, dict[str, Any]]:
+    """Ground-truth metrics per direction on the test set, where the data has ground truth."""
+    metrics = {}
+    for direction in DIRECTIONS:
+        items = ground_truth(config.data, source_domain(direction))
+        if items is None:
+            return {}
+        metrics[direction] = ground_truth_metrics(translator, items, direction, device=device,
+                                                  use_attention=phase.use_attention)
+    return metrics

@@ -1,0 +1,115 @@
+"""Translating images of any size with a trained checkpoint.
+
+Each input ``x.jpg`` gives ``x.png`` (the translation, same width and height) and ``x_mask.png``
+(the attention mask, unscaled: 0 black, 1 white; the released code min-max stretched it). Inputs
+are padded (reflect) to a multiple of 4 for the networks and cropped back. Consecutive inputs of
+the same size are batched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from aggan.errors import AgganError
+from aggan.images import check_unique_stems, list_images, read_image, to_float, to_uint8, write_png
+from aggan.networks import Direction, Translator
+
+logger = logging.getLogger(__name__)
+
+MULTIPLE = 4  # two stride-2 stages down and two up
+
+
+def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given and the images directly inside given folders, in order."""
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = list_images(item)
+            if not found:
+                raise AgganError(f"--input: {item} holds no images")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise AgganError(f"--input: {item} does not exist")
+    check_unique_stems(paths)
+    return paths
+
+
+def output_paths(path: Path, out_dir: Path) -> tuple[Path, Path]:
+    return out_dir / f"{path.stem}.png", out_dir / f"{path.stem}_mask.png"
+
+
+def pad_to_multiple(images: Tensor, multiple: int = MULTIPLE) -> Tensor:
+    """Pads (N, C, H, W) at the bottom and right to multiples of ``multiple``."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return images
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[tuple[list[Path], Tensor]]:
+    """Consecutive images of one size, up to ``batch_size`` at a time, as uint8 (N, 3, H, W)."""
+    group: list[Path] = []
+    images: list[Tensor] = []
+    for path in paths:
+        image = read_image(path)
+        if images and (image.shape != images[0].shape or len(images) == batch_size):
+            yield group, torch.stack(images)
+            group, images = [], []
+        group.append(path)
+        images.append(image)
+    if images:
+        yield group, torch.stack(images)
+
+
+@torch.inference_mode()
+def translate_tensor(translator: Translator, images: Tensor, direction: Direction,
+                     use_attention: bool) -> tuple[Tensor, Tensor]:
+    """uint8 (N, 3, H, W) of any H, W -> translation uint8 (N, 3, H, W), mask uint8 (N, 1, H, W)."""
+    height, width = images.shape[-2:]
+    device = next(translator.parameters()).device
+    padded = pad_to_multiple(to_float(images).to(device))
+    translated, mask = translator(padded, direction, use_attention)
+    return (to_uint8(translated[..., :height, :width]).cpu(),
+            to_uint8(mask[..., :height, :width], value_range=(0.0, 1.0)).cpu())
+
+
+def translate_paths(translator: Translator, inputs: Sequence[Path], direction: Direction,
+                    out_dir: Path, *, use_attention: bool, batch_size: int = 1,
+                    progress: bool = False) -> list[Path]:
+    """Translates files and folders of images into ``out_dir``; returns the translations written.
+
+    Raises:
+        AgganError: a missing input, an unreadable image (named; what was written stays intact),
+            or outputs that would overwrite an input or each other.
+    """
+    if batch_size < 1:
+        raise AgganError(f"--batch-size must be at least 1, got {batch_size}")
+    paths = collect_inputs(inputs)
+    resolved_inputs = {p.resolve() for p in paths}
+    for path in paths:
+        for output in output_paths(path, out_dir):
+            if output.resolve() in resolved_inputs:
+                raise AgganError(f"--out {out_dir}: writing {output.name} would overwrite the "
+                                 "input of that name; choose another --out")
+    written = []
+    with tqdm(total=len(paths), disable=not progress, unit="image") as bar:
+        for group, images in _batches(paths, batch_size):
+            translated, masks = translate_tensor(translator, images, direction, use_attention)
+            for path, image, mask in zip(group, translated, masks, strict=True):
+                image_path, mask_path = output_paths(path, out_dir)
+                write_png(image, image_path)
+                write_png(mask, mask_path)
+                written.append(image_path)
+            bar.update(len(group))
+    return written
