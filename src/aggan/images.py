@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
-from torchvision.io import encode_png
 
 from aggan.errors import AgganError
 
@@ -85,8 +84,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_png(image: Tensor, path: Path) -> None:
     """Writes a uint8 (C, H, W) tensor (C = 1 or 3) as PNG, atomically."""
-    data = encode_png(image.detach().cpu().contiguous()).numpy().tobytes()
-    atomic_write(path, lambda temp: temp.write_bytes(data))
+    array = image.detach().cpu().permute(1, 2, 0).numpy()
+    # Pillow, not torchvision.io: torchvision 0.29 deprecates its image encoders.
+    picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    atomic_write(path, lambda temp: picture.save(temp, format="PNG"))
 
 
 def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:

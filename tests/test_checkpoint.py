@@ -1,0 +1,68 @@
+"""Checkpoints: safe loading, clear errors, nothing damaged by a failed resume."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggan.checkpoint import load_checkpoint, load_translator
+from aggan.config import build_config
+from aggan.errors import AgganError
+from aggan.train import train
+from conftest import tiny_layer
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    train(build_config(tiny_layer(steps=4, checkpoint_every_steps=2)), run_dir, progress=False,
+          tensorboard=False)
+    return run_dir
+
+
+def test_translator_loads_from_folder_or_file(trained_run: Path) -> None:
+    translator, config, use_attention = load_translator(trained_run, torch.device("cpu"))
+    assert config.model.generator_width == 8 and not translator.training
+    assert not use_attention  # 4 steps end inside the 25% warm-up
+    again, _, _ = load_translator(trained_run / "checkpoints" / "step-0000002.pt",
+                                  torch.device("cpu"))
+    assert again.generators["a2b"].layers[0].weight.shape == (8, 3, 7, 7)
+
+
+def test_truncated_checkpoint_is_named(tmp_path: Path, trained_run: Path) -> None:
+    data = (trained_run / "checkpoints" / "latest.pt").read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AgganError, match="broken.pt"):
+        load_checkpoint(broken)
+
+
+class _Exploit:
+    def __reduce__(self):  # what a hostile checkpoint would do on a plain torch.load
+        return (Path("/tmp/aggan-pwned").touch, ())
+
+
+def test_checkpoint_from_a_stranger_never_runs_code(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"payload": _Exploit()}, hostile)
+    marker = Path("/tmp/aggan-pwned")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(AgganError, match="hostile.pt"):
+        load_checkpoint(hostile)
+    assert not marker.exists()
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(AgganError, match="plain.pkl"):
+        load_checkpoint(plain)
+
+
+def test_state_dict_that_does_not_fit_is_named(tmp_path: Path, trained_run: Path) -> None:
+    state = load_checkpoint(trained_run / "checkpoints" / "latest.pt")
+    state["config"]["model"]["generator_width"] = 16
+    wrong = tmp_path / "wrong.pt"
+    torch.save(state, wrong)
+    with pytest.raises(AgganError, match=r"wrong\.pt.*do not fit"):
+        load_translator(wrong, torch.device("cpu"))

@@ -1,0 +1,173 @@
+"""The command line: the contract's flags, and one-line errors for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from aggan.cli import main
+
+TINY_FLAGS = ["--size", "32", "--workers", "0", "--device", "cpu", "--no-progress",
+              "--set", "model.generator_width=8", "--set", "model.generator_blocks=1",
+              "--set", "model.attention_width=8", "--set", "model.discriminator_width=8",
+              "--set", "data.synthetic.train_images=8", "--set", "data.synthetic.test_images=2",
+              "--set", "train.checkpoint_every_steps=2"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *names: str) -> None:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("aggan: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--data", "synthetic", "--out", str(run_dir), "--steps", "4",
+                 *TINY_FLAGS]) == 0
+    return run_dir
+
+
+def test_train_translate_and_data_commands(tiny_run: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "data", "synthetic", "--out", tmp_path / "syn", "--size", "32",
+                           "--train", "2", "--test", "2")
+    assert code == 0 and "wrote" in out
+    assert sorted(p.name for p in (tmp_path / "syn").iterdir()) == [
+        "synthetic.json", "testA", "testA_mask", "testA_truth", "testB", "testB_mask",
+        "testB_truth", "trainA", "trainB"]
+    code, out, _ = run_cli(capsys, "translate", "--checkpoint", tiny_run, "--input",
+                           tmp_path / "syn" / "testB", "--out", tmp_path / "out",
+                           "--direction", "b2a", "--device", "cpu", "--batch-size", "2")
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "testB_00000.png", "testB_00000_mask.png", "testB_00001.png", "testB_00001_mask.png"]
+
+
+def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "train", "--out", tmp_path, "--dry-run")
+    assert code == 0 and '"size_px": 64' in out and "demo" in err
+    code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
+                           "--dry-run", "--config", "official", "--epochs", "10")
+    assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 10.0' in out
+
+
+def test_resume_continues_and_finishes(tiny_run: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", run_dir, "--steps", "4",
+                         "--stop-at", "2", *TINY_FLAGS)
+    assert code == 0
+    code, out, _ = run_cli(capsys, "train", "--out", run_dir, "--resume", "--no-progress")
+    assert code == 0 and "(step 4)" in out
+
+
+def _images_folder(root: Path) -> Path:
+    for folder in ("trainA", "trainB"):
+        (root / folder).mkdir(parents=True)
+        for index in range(2):
+            Image.new("RGB", (36, 36), (index * 90, 40, 200)).save(root / folder / f"{index}.png")
+    return root
+
+
+def test_bad_data_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "missing", "--out", out)
+    assert_one_line_error(code, err, "missing")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "empty", "--out", out)
+    assert_one_line_error(code, err, "trainA")
+    root = _images_folder(tmp_path / "data")
+    for extra in (root / "trainB").iterdir():
+        extra.unlink()
+    (root / "trainB" / "readme.txt").write_text("no images here")
+    code, _, err = run_cli(capsys, "train", "--data", root, "--out", out, *TINY_FLAGS)
+    assert_one_line_error(code, err, "trainB", "no images")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not-an-image"])
+def test_bad_image_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    root = _images_folder(tmp_path / "data")
+    bad = root / "trainA" / "bad.jpg"
+    if kind == "truncated":
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(bad)
+        bad.write_bytes(bad.read_bytes()[:200])
+    else:
+        bad.write_text("plain text")
+    code, _, err = run_cli(capsys, "train", "--data", root, "--out", tmp_path / "run",
+                           *TINY_FLAGS)
+    assert_one_line_error(code, err, "bad.jpg")
+    code, _, err = run_cli(capsys, "translate", "--checkpoint", tmp_path / "none.pt", "--input",
+                           bad, "--out", tmp_path / "o", "--direction", "a2b")
+    assert_one_line_error(code, err, "none.pt")
+
+
+def test_bad_image_while_translating_keeps_earlier_outputs(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(inputs / "a_good.png")
+    (inputs / "b_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    code, _, err = run_cli(capsys, "translate", "--checkpoint", tiny_run, "--input", inputs,
+                           "--out", tmp_path / "out", "--direction", "a2b", "--device", "cpu")
+    assert_one_line_error(code, err, "b_bad.png")
+    assert Image.open(tmp_path / "out" / "a_good.png").size == (20, 20)
+
+
+def test_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--size", "30")
+    assert_one_line_error(code, err, "--size", "30")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--device", "tpu", "--steps", "1")
+    assert_one_line_error(code, err, "--device", "tpu")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--device", "cuda:7",
+                           "--steps", "1")
+    assert_one_line_error(code, err, "--device")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path, "--set", "train.lrr=1")
+    assert_one_line_error(code, err, "train.lrr")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path), "--size", "big"])
+    assert exit_info.value.code == 2
+    assert_one_line_error(2, capsys.readouterr().err, "--size")
+
+
+def test_broken_checkpoints(tiny_run: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    latest = tiny_run / "checkpoints" / "latest.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(latest.read_bytes()[:1000])
+    code, _, err = run_cli(capsys, "translate", "--checkpoint", truncated, "--input", tmp_path,
+                           "--out", tmp_path / "o", "--direction", "a2b")
+    assert_one_line_error(code, err, "truncated.pt")
+    # A resume with another variant is refused, and the run's checkpoint stays intact.
+    before = latest.read_bytes()
+    code, _, err = run_cli(capsys, "train", "--out", tiny_run, "--resume", "--variant",
+                           "cyclegan", "--no-progress")
+    assert_one_line_error(code, err, "variant", "cyclegan")
+    assert latest.read_bytes() == before
+    code, _, err = run_cli(capsys, "train", "--data", "synthetic", "--out", tiny_run,
+                           *TINY_FLAGS)
+    assert_one_line_error(code, err, "already holds a run")
+    assert latest.read_bytes() == before
+
+
+def test_module_entry_point_errors_without_traceback(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "aggan", "translate", "--checkpoint",
+                             str(tmp_path / "nope"), "--input", str(tmp_path), "--out",
+                             str(tmp_path / "o"), "--direction", "a2b"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"aggan: error: --checkpoint: {tmp_path / 'nope'} does not exist"]

@@ -1,0 +1,94 @@
+"""The unpaired training stream: deterministic, independent of workers, resumable by position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggan.config import DataConfig
+from aggan.data import (
+    FolderDomain,
+    UnpairedTrainingSet,
+    augment,
+    ground_truth,
+    open_domain,
+    training_loader,
+)
+from aggan.errors import AgganError
+from aggan.synthetic import write_dataset
+
+
+def _dataset(root: str = "synthetic") -> UnpairedTrainingSet:
+    config = DataConfig(root=root, size_px=32, workers=0)
+    return UnpairedTrainingSet(open_domain(config, "train", "a"), open_domain(config, "train", "b"),
+                               config, seed=0)
+
+
+def _take(loader: torch.utils.data.DataLoader, count: int) -> list[torch.Tensor]:
+    batches = []
+    for index, (real_a, real_b) in enumerate(loader):
+        batches.append(torch.cat([real_a, real_b]))
+        if index + 1 == count:
+            return batches
+    raise AssertionError("stream ended")
+
+
+def test_stream_is_independent_of_workers_and_resumes_by_position(
+        image_folder_factory) -> None:
+    dataset = _dataset(str(image_folder_factory(count=5)))
+    plain = _take(training_loader(dataset, batch_size=2, start_step=0, workers=0,
+                                  pin_memory=False), 6)
+    threaded = _take(training_loader(dataset, batch_size=2, start_step=0, workers=2,
+                                     pin_memory=False), 6)
+    resumed = _take(training_loader(dataset, batch_size=2, start_step=3, workers=0,
+                                    pin_memory=False), 3)
+    for expected, actual in zip(plain, threaded, strict=True):
+        assert torch.equal(expected, actual)
+    for expected, actual in zip(plain[3:], resumed, strict=True):
+        assert torch.equal(expected, actual)
+
+
+def test_each_epoch_visits_every_image_once_and_domains_shuffle_independently() -> None:
+    dataset = _dataset()
+    count = len(dataset.domains["a"])
+    order_a = [dataset._index("a", p) for p in range(count)]
+    order_b = [dataset._index("b", p) for p in range(count)]
+    assert sorted(order_a) == list(range(count))
+    assert order_a != order_b
+    assert [dataset._index("a", p) for p in range(count, 2 * count)] != order_a
+
+
+def test_augment_shape_range_and_determinism() -> None:
+    image = torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8)
+    out = augment(image, load_size_px=36, size_px=32, flip=True,
+                  generator=torch.Generator().manual_seed(1))
+    again = augment(image, load_size_px=36, size_px=32, flip=True,
+                    generator=torch.Generator().manual_seed(1))
+    assert out.shape == (3, 32, 32) and out.min() >= -1 and out.max() <= 1
+    assert torch.equal(out, again)
+
+
+def test_folder_errors_name_the_folder(tmp_path: Path, image_folder_factory) -> None:
+    with pytest.raises(AgganError, match="missing"):
+        open_domain(DataConfig(root=str(tmp_path), size_px=32), "train", "a")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AgganError, match="holds no images"):
+        FolderDomain(tmp_path / "empty")
+    root = image_folder_factory()
+    (root / "trainA" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(AgganError, match="broken.png"):
+        open_domain(DataConfig(root=str(root), size_px=32), "train", "a")
+
+
+def test_ground_truth_from_written_synthetic_matches_generated(tmp_path: Path) -> None:
+    write_dataset(tmp_path, size_px=32, train_images=2, test_images=3, seed=0)
+    from_disk = ground_truth(DataConfig(root=str(tmp_path), size_px=32), "a")
+    generated = ground_truth(DataConfig(size_px=32), "a")
+    assert from_disk is not None and generated is not None
+    assert len(from_disk) == 3 and len(generated) == 50
+    for disk, live in zip(from_disk, generated, strict=False):
+        assert torch.equal(disk.image, live.image) and torch.equal(disk.truth, live.truth)
+        assert torch.equal(disk.mask, live.mask)
+    assert ground_truth(DataConfig(root=str(tmp_path / "nowhere"), size_px=32), "a") is None

@@ -1,0 +1,92 @@
+"""Network shapes, value ranges, init and the discriminator's norm switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aggan.config import ModelConfig
+from aggan.networks import (
+    AttentionNet,
+    PatchDiscriminator,
+    ResnetGenerator,
+    Translator,
+    composite,
+    init_weights,
+)
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (64, 64), (36, 100), (256, 256)])
+def test_generator_and_attention_keep_size_and_range(height: int, width: int) -> None:
+    images = torch.rand(2, 3, height, width) * 2 - 1
+    generator = ResnetGenerator(width=8, blocks=2)
+    init_weights(generator)
+    out = generator(images)
+    assert out.shape == images.shape
+    assert out.min() >= -1 and out.max() <= 1
+    for kernels in ("paper", "official-1x1"):
+        mask = AttentionNet(width=8, kernels=kernels)(images)
+        assert mask.shape == (2, 1, height, width)
+        assert mask.min() >= 0 and mask.max() <= 1
+
+
+def test_default_architecture_matches_released_code() -> None:
+    generator = ResnetGenerator()
+    convs = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].out_channels == 32 and convs[0].kernel_size == (7, 7)
+    assert sum(1 for m in generator.modules() if type(m).__name__ == "ResidualBlock") == 9
+    paper = AttentionNet(kernels="paper")
+    official = AttentionNet(kernels="official-1x1")
+    kernel_sizes = [m.kernel_size for m in paper.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert kernel_sizes[-3:] == [(3, 3), (3, 3), (7, 7)]
+    kernel_sizes = [m.kernel_size for m in official.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert kernel_sizes[-3:] == [(1, 1), (1, 1), (1, 1)]
+    first = next(m for m in paper.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.stride == (2, 2) and first.kernel_size == (7, 7)
+
+
+@pytest.mark.parametrize("size", [32, 64, 256])
+def test_patch_discriminator_shape(size: int) -> None:
+    scores = PatchDiscriminator(width=8)(torch.zeros(1, 3, size, size))
+    side = size // 8 - 2
+    assert scores.shape == (1, 1, side, side)
+
+
+def test_discriminator_normalize_flag_changes_output() -> None:
+    discriminator = PatchDiscriminator(width=8)
+    init_weights(discriminator)
+    images = torch.rand(1, 3, 32, 32)
+    assert not torch.allclose(discriminator(images, True), discriminator(images, False))
+
+
+def test_init_statistics() -> None:
+    generator = ResnetGenerator(width=32, blocks=2)
+    init_weights(generator, torch.Generator().manual_seed(0))
+    weights = torch.cat([m.weight.flatten() for m in generator.modules()
+                         if isinstance(m, torch.nn.Conv2d)])
+    assert weights.abs().max() <= 0.04 + 1e-7  # truncated at 2 std
+    assert 0.015 < weights.std() < 0.02  # a normal truncated at 2 std has std 0.88 * 0.02
+    scales = torch.cat([m.weight.detach() for m in generator.modules()
+                        if isinstance(m, torch.nn.InstanceNorm2d)])
+    assert abs(float(scales.mean()) - 1) < 0.01
+
+
+def test_composite_only_changes_attended_region() -> None:
+    images, translated = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    out = composite(mask, translated, images)
+    assert out[..., :2, :].eq(1).all() and out[..., 2:, :].eq(0).all()
+
+
+def test_translator_variants() -> None:
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+    cyclegan = Translator(ModelConfig(variant="cyclegan", generator_width=8, generator_blocks=1))
+    assert cyclegan.attention is None
+    out, mask = cyclegan(images, "a2b")
+    assert mask.eq(1).all() and out.shape == images.shape
+    aggan = Translator(ModelConfig(generator_width=8, generator_blocks=1, attention_width=8))
+    out, mask = aggan(images, "b2a")
+    assert mask.shape == (1, 1, 32, 32) and not mask.eq(1).all()
+    _, warm_up_mask = aggan(images, "b2a", use_attention=False)
+    assert warm_up_mask.eq(1).all()

@@ -1,0 +1,56 @@
+"""The schedule: warm-up, the switch epoch's three changes, lr decay, steps vs epochs."""
+
+from __future__ import annotations
+
+import pytest
+
+from aggan.config import TrainConfig
+from aggan.schedule import resolve_schedule
+
+
+def test_paper_schedule_in_epochs() -> None:
+    config = TrainConfig(switch_epoch=30, attention_warmup_epoch=0)
+    schedule = resolve_schedule(config, "aggan", images_per_epoch=1334)
+    assert schedule.steps_per_epoch == 1334
+    assert schedule.total_steps == 133400
+    assert schedule.switch_step == 30 * 1334
+    assert schedule.decay_start_step == 50 * 1334
+    before, after = schedule.phase(30 * 1334 - 1), schedule.phase(30 * 1334)
+    assert (before.tau, before.train_attention, before.normalize_discriminator) == (0, True, True)
+    assert (after.tau, after.train_attention, after.normalize_discriminator) == (0.1, False, False)
+    assert after.use_attention
+    assert schedule.phase(50 * 1334).lr_factor == 1
+    assert schedule.phase(75 * 1334).lr_factor == pytest.approx(0.5)
+    assert schedule.phase(100 * 1334).lr_factor == 0
+
+
+def test_steps_keep_the_fractions_of_the_epoch_schedule() -> None:
+    schedule = resolve_schedule(TrainConfig(steps=1000), "aggan", images_per_epoch=10)
+    assert schedule.total_steps == 1000
+    assert schedule.attention_warmup_steps == 250
+    assert schedule.switch_step == 600
+    assert schedule.decay_start_step == 500
+    warm_up = schedule.phase(249)
+    assert not warm_up.use_attention and not warm_up.train_attention
+    assert schedule.phase(250).train_attention
+
+
+def test_explicit_steps_override_epochs() -> None:
+    config = TrainConfig(steps=100, switch_step=7, attention_warmup_step=0)
+    schedule = resolve_schedule(config, "aggan", images_per_epoch=10)
+    assert schedule.switch_step == 7 and schedule.attention_warmup_steps == 0
+
+
+def test_batch_size_divides_the_epoch() -> None:
+    schedule = resolve_schedule(TrainConfig(batch_size=4, epochs=2), "aggan", images_per_epoch=10)
+    assert schedule.steps_per_epoch == 3 and schedule.total_steps == 6
+
+
+def test_variants() -> None:
+    config = TrainConfig(steps=100)
+    holistic = resolve_schedule(config, "no-attention-d", 10)
+    assert holistic.switch_step is None
+    assert holistic.phase(99).tau == 0 and holistic.phase(99).normalize_discriminator
+    assert holistic.phase(99).train_attention
+    cyclegan = resolve_schedule(config, "cyclegan", 10)
+    assert not any(cyclegan.phase(s).use_attention for s in (0, 50, 99))

@@ -1,0 +1,124 @@
+"""The training loop: the switch epoch, exact resume, run folder contents, learning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggan.checkpoint import load_checkpoint
+from aggan.config import build_config
+from aggan.schedule import Phase
+from aggan.train import build_state, train, training_step
+from conftest import tiny_layer
+
+
+def _state_tensors(path: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(path)
+    flat = {}
+    for section in ("translator", "discriminators"):
+        flat.update({f"{section}.{k}": v for k, v in state[section].items()})
+    for section in ("optimizer_generators", "optimizer_discriminators"):
+        for index, values in state[section]["state"].items():
+            flat.update({f"{section}.{index}.{k}": v for k, v in values.items()})
+    for direction, pool in state["pools"].items():
+        flat.update({f"pool.{direction}.{k}": v for k, v in pool.items()})
+    return flat
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    config = build_config(tiny_layer(steps=20, switch_step=12, attention_warmup_step=4))
+    straight = train(config, tmp_path / "straight", progress=False, tensorboard=False)
+    half = train(config, tmp_path / "halves", stop_at_step=10, progress=False, tensorboard=False)
+    assert half.step == 10
+    resumed = train(config, tmp_path / "halves", resume=True, progress=False, tensorboard=False)
+    assert resumed.step == 20
+    expected, actual = _state_tensors(straight.checkpoint), _state_tensors(resumed.checkpoint)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+
+
+def test_switch_freezes_attention_and_drops_discriminator_norm(tmp_path: Path) -> None:
+    config = build_config(tiny_layer(steps=16, switch_step=8, attention_warmup_step=0,
+                                     checkpoint_every_steps=8))
+    train(config, tmp_path, progress=False, tensorboard=False)
+    at_switch = load_checkpoint(tmp_path / "checkpoints" / "step-0000008.pt")
+    final = load_checkpoint(tmp_path / "checkpoints" / "step-0000016.pt")
+    before = load_checkpoint(tmp_path / "checkpoints" / "step-0000008.pt")
+    for key, value in final["translator"].items():
+        if key.startswith("attention."):
+            assert torch.equal(value, at_switch["translator"][key]), key
+    assert any(not torch.equal(v, at_switch["translator"][k])
+               for k, v in final["translator"].items() if k.startswith("generators."))
+    for key, value in final["discriminators"].items():
+        # Instance-norm affine parameters get no gradient once the norm is off.
+        if ".norms." in key:
+            assert torch.equal(value, before["discriminators"][key]), key
+        elif key.endswith("convs.0.weight"):
+            assert not torch.equal(value, before["discriminators"][key])
+
+
+def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
+    state = build_state(tiny_config, torch.device("cpu"))
+    seen: list[tuple[torch.Tensor, bool]] = []
+    original = state.discriminators.forward
+
+    def spy(images: torch.Tensor, domain: str, normalize: bool = True) -> torch.Tensor:
+        seen.append((images.detach().clone(), normalize))
+        return original(images, domain, normalize)
+
+    state.discriminators.forward = spy  # type: ignore[method-assign]
+    real = {d: torch.rand(1, 3, 32, 32) * 2 - 1 for d in "ab"}
+    attention_a = state.translator.attention["a"]
+    with torch.no_grad():
+        mask_a = attention_a(real["a"])
+    assert ((mask_a < 0.1).any() or (mask_a >= 0.1).all())
+    switched = Phase(lr_factor=1, tau=0.6, use_attention=True, train_attention=False,
+                     normalize_discriminator=False)
+    training_step(state, real, switched, cycle_weight=10)
+    first_input, normalize = seen[0]  # the generator's a2b adversarial term
+    hidden = (mask_a < 0.6).expand_as(first_input)
+    assert hidden.any(), "the tau test needs some masked-out pixels"
+    assert first_input[hidden].abs().max() == 0
+    assert not normalize and all(not n for _, n in seen)
+    seen.clear()
+    before = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
+                   normalize_discriminator=True)
+    training_step(state, real, before, cycle_weight=10)
+    assert all(n for _, n in seen)
+    assert (seen[0][0] != 0).float().mean() > 0.99  # tau 0: the whole image
+
+
+def test_run_folder_contents(tmp_path: Path, tiny_config) -> None:
+    result = train(tiny_config, tmp_path, progress=False)
+    assert result.step == 20
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["config"]["train"]["steps"] == 20
+    assert record["schedule"]["total_steps"] == 20
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest.pt", "step-0000010.pt", "step-0000020.pt"]
+    assert (tmp_path / "samples" / "step-0000020_a2b.png").is_file()
+    assert (tmp_path / "gallery_b2a.png").is_file()
+    assert any((tmp_path / "tensorboard").iterdir())
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [5, 10, 15, 20]
+    assert {"loss/cycle_a", "loss/discriminator_b", "mask/mean_a", "sched/tau"} <= stats[0].keys()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {"a2b", "b2a"} and 0 <= metrics["a2b"]["mask_iou"] <= 1
+    assert result.metrics == metrics
+
+
+@pytest.mark.slow
+def test_training_learns_the_synthetic_translation(tmp_path: Path) -> None:
+    """A short CycleGAN-phase run already beats the identity on the true translation."""
+    layer = tiny_layer(steps=150, attention_warmup_step=150, log_every_steps=50,
+                       sample_every_steps=150, checkpoint_every_steps=150, lr=2e-4)
+    layer["model"].update(generator_width=16)
+    result = train(build_config(layer), tmp_path, progress=False, tensorboard=False)
+    for direction, metrics in result.metrics.items():
+        assert metrics["truth_psnr_db"] > metrics["identity_truth_psnr_db"] + 2, direction
+    stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert stats[-1]["loss/cycle_a"] < stats[0]["loss/cycle_a"]

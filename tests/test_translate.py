@@ -1,0 +1,93 @@
+"""Translation of real photos and odd sizes; outputs as the contract says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aggan.config import ModelConfig
+from aggan.errors import AgganError
+from aggan.images import read_image
+from aggan.networks import Translator, init_weights
+from aggan.translate import pad_to_multiple, translate_paths, translate_tensor
+from conftest import SHARED_DATA, random_image
+
+HORSES = SHARED_DATA / "horse2zebra" / "testA"
+
+
+@pytest.fixture(scope="module")
+def translator() -> Translator:
+    model = Translator(ModelConfig(generator_width=8, generator_blocks=2, attention_width=8))
+    init_weights(model, torch.Generator().manual_seed(0))
+    return model.eval()
+
+
+def test_real_photos_at_their_size(tmp_path: Path, translator: Translator) -> None:
+    if not HORSES.is_dir():
+        pytest.skip(f"{HORSES} is not here (shared/ beside the checkout)")
+    photos = sorted(HORSES.glob("*.jpg"))[:3]
+    written = translate_paths(translator, photos, "a2b", tmp_path, use_attention=True,
+                              batch_size=2)
+    assert [p.name for p in written] == [f"{p.stem}.png" for p in photos]
+    for photo in photos:
+        original = read_image(photo)
+        output = read_image(tmp_path / f"{photo.stem}.png")
+        mask = Image.open(tmp_path / f"{photo.stem}_mask.png")
+        assert output.shape == original.shape
+        assert mask.mode == "L" and mask.size == (original.shape[2], original.shape[1])
+
+
+@pytest.mark.parametrize(("height", "width"), [(101, 77), (33, 250), (5, 3)])
+def test_odd_sizes_from_real_photos(tmp_path: Path, translator: Translator, height: int,
+                                    width: int) -> None:
+    if HORSES.is_dir():
+        photo = Image.open(sorted(HORSES.glob("*.jpg"))[0]).convert("RGB")
+        photo.resize((width, height)).save(tmp_path / "odd.jpg")
+    else:
+        random_image(np.random.default_rng(0), height, width).save(tmp_path / "odd.jpg")
+    translate_paths(translator, [tmp_path / "odd.jpg"], "b2a", tmp_path / "out",
+                    use_attention=True)
+    assert read_image(tmp_path / "out" / "odd.png").shape == (3, height, width)
+    assert read_image(tmp_path / "out" / "odd_mask.png").shape == (3, height, width)
+
+
+def test_mask_is_written_unscaled(translator: Translator) -> None:
+    images = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    _, mask = translate_tensor(translator, images, "a2b", use_attention=True)
+    with torch.no_grad():
+        expected = translator.attention["a"](images.float() / 127.5 - 1)
+    assert torch.equal(mask, (expected * 255).round().to(torch.uint8))
+    _, ones = translate_tensor(translator, images, "a2b", use_attention=False)
+    assert ones.eq(255).all()
+
+
+def test_batched_equals_one_at_a_time(tmp_path: Path, translator: Translator) -> None:
+    rng = np.random.default_rng(1)
+    for index, size in enumerate([(32, 40), (32, 40), (32, 40), (20, 24)]):
+        random_image(rng, *size).save(tmp_path / f"in{index}.png")
+    files = sorted(tmp_path.glob("in*.png"))
+    translate_paths(translator, files, "a2b", tmp_path / "one", use_attention=True)
+    translate_paths(translator, [tmp_path], "a2b", tmp_path / "batched", use_attention=True,
+                    batch_size=3)
+    for path in files:
+        one = read_image(tmp_path / "one" / f"{path.stem}.png").int()
+        batched = read_image(tmp_path / "batched" / f"{path.stem}.png").int()
+        assert (one - batched).abs().max() <= 1  # float32 batching noise, at most one grey level
+
+
+def test_pad_to_multiple() -> None:
+    assert pad_to_multiple(torch.zeros(1, 3, 5, 7)).shape == (1, 3, 8, 8)
+    assert pad_to_multiple(torch.zeros(1, 3, 1, 1)).shape == (1, 3, 4, 4)
+
+
+def test_refuses_to_overwrite_inputs(tmp_path: Path, translator: Translator) -> None:
+    random_image(np.random.default_rng(0), 8, 8).save(tmp_path / "x.png")
+    with pytest.raises(AgganError, match="overwrite"):
+        translate_paths(translator, [tmp_path], "a2b", tmp_path, use_attention=True)
+    random_image(np.random.default_rng(0), 8, 8).save(tmp_path / "x.jpg")
+    with pytest.raises(AgganError, match=r"x\.jpg"):
+        translate_paths(translator, [tmp_path], "a2b", tmp_path / "out", use_attention=True)
