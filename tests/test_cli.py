@@ -57,9 +57,11 @@ def test_train_translate_and_data_commands(tiny_run: Path, tmp_path: Path,
         "testB_00000.png", "testB_00000_mask.png", "testB_00001.png", "testB_00001_mask.png"]
 
 
-def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run_cli(capsys, "train", "--out", tmp_path, "--dry-run")
-    assert code == 0 and '"size_px": 64' in out and "demo" in err
+def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
+                                        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    with caplog.at_level("INFO"):
+        code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run")
+    assert code == 0 and '"size_px": 64' in out and "built-in demo" in caplog.text
     code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
                            "--dry-run", "--config", "official", "--epochs", "10")
     assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 10.0' in out

@@ -55,7 +55,7 @@ def test_run_config_json_loads_back(tmp_path: Path) -> None:
 def test_unreadable_config_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(AgganError, match="bad.json"):
+    with pytest.raises(AgganError, match=r"bad\.json"):
         read_config_file(str(bad))
-    with pytest.raises(AgganError, match="missing.json"):
+    with pytest.raises(AgganError, match=r"missing\.json"):
         read_config_file(str(tmp_path / "missing.json"))

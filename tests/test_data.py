@@ -78,7 +78,7 @@ def test_folder_errors_name_the_folder(tmp_path: Path, image_folder_factory) -> 
         FolderDomain(tmp_path / "empty")
     root = image_folder_factory()
     (root / "trainA" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    with pytest.raises(AgganError, match="broken.png"):
+    with pytest.raises(AgganError, match=r"broken\.png"):
         open_domain(DataConfig(root=str(root), size_px=32), "train", "a")
 
 

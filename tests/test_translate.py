@@ -80,8 +80,8 @@ def test_batched_equals_one_at_a_time(tmp_path: Path, translator: Translator) ->
 
 
 def test_pad_to_multiple() -> None:
-    assert pad_to_multiple(torch.zeros(1, 3, 5, 7)).shape == (1, 3, 8, 8)
-    assert pad_to_multiple(torch.zeros(1, 3, 1, 1)).shape == (1, 3, 4, 4)
+    assert pad_to_multiple(torch.zeros(1, 3, 21, 30)).shape == (1, 3, 24, 32)
+    assert pad_to_multiple(torch.zeros(1, 3, 1, 1)).shape == (1, 3, 16, 16)
 
 
 def test_refuses_to_overwrite_inputs(tmp_path: Path, translator: Translator) -> None:

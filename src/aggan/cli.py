@@ -94,7 +94,8 @@ def _add_data(subparsers: Any) -> None:
         epilog="example: aggan data synthetic --out data/synthetic --size 64")
     synthetic.add_argument("--out", required=True, type=Path)
     synthetic.add_argument("--size", type=int, default=64, help="pixels (default 64)")
-    synthetic.add_argument("--train", type=int, default=2000, help="scenes per domain")
+    synthetic.add_argument("--train", type=int, default=2000,
+                           help="scenes per domain (0: test scenes only)")
     synthetic.add_argument("--test", type=int, default=50, help="scenes per domain")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(run=_run_data_synthetic)
@@ -211,9 +212,11 @@ def _run_data_synthetic(args: argparse.Namespace) -> int:
     from aggan.config import DataConfig, SyntheticConfig
     from aggan.synthetic import write_dataset
 
-    # Reuse the configs' checks of size and counts.
+    # Reuse the configs' checks of size and counts; --train 0 writes only the test scenes.
     DataConfig(size_px=args.size, synthetic=SyntheticConfig(
-        train_images=args.train, test_images=args.test, seed=args.seed))
+        train_images=max(args.train, 1), test_images=args.test, seed=args.seed))
+    if args.train < 0:
+        raise AgganError(f"--train must be 0 or more, got {args.train}")
     counts = write_dataset(args.out, size_px=args.size, train_images=args.train,
                            test_images=args.test, seed=args.seed)
     print(f"wrote {sum(counts.values())} scenes ({args.train} + {args.test} per domain) with "

@@ -194,8 +194,10 @@ def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise AgganError(f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
-    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in values.items()}
+        known = ", ".join(sorted(names))
+        raise AgganError(f"unknown config key {prefix}{unknown[0]} (known: {known})")
+    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}")
+              for name, value in values.items()}
     return cls(**kwargs)
 
 
@@ -211,7 +213,8 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_assignment(assignment: str) -> dict[str, Any]:
-    """``"train.lr=2e-4"`` -> ``{"train": {"lr": 0.0002}}``; the value is read as JSON if it can be."""
+    """``"train.lr=2e-4"`` -> ``{"train": {"lr": 0.0002}}``; values are read as JSON if they
+    can be, else as strings."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise AgganError(f"--set expects section.field=value, got {assignment!r}")

@@ -170,9 +170,10 @@ class UnpairedTrainingSet(Dataset):
         images = []
         for domain, source in self.domains.items():
             raw = source.load(self._index(domain, position))
+            generator = seeded_generator(self.seed, "augment", domain, position)
             images.append(augment(raw, load_size_px=self.config.resolved_load_size_px,
                                   size_px=self.config.size_px, flip=self.config.flip,
-                                  generator=seeded_generator(self.seed, "augment", domain, position)))
+                                  generator=generator))
         return images[0], images[1]
 
 
@@ -192,6 +193,6 @@ class StreamSampler(Sampler[int]):
 def training_loader(dataset: UnpairedTrainingSet, *, batch_size: int, start_step: int,
                     workers: int, pin_memory: bool) -> DataLoader:
     """Batches of (real_a, real_b) from step ``start_step`` on."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=StreamSampler(start_step * batch_size),
-                      num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=StreamSampler(start_step * batch_size), num_workers=workers,
+                      pin_memory=pin_memory, prefetch_factor=4 if workers else None)

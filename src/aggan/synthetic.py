@@ -136,6 +136,8 @@ def write_dataset(out: Path, *, size_px: int, train_images: int, test_images: in
     same for B. Returns the number of files written per folder."""
     counts: dict[str, int] = {}
     for split, count in (("train", train_images), ("test", test_images)):
+        if count == 0:
+            continue
         for domain in ("a", "b"):
             images = SyntheticDomain(seed=seed, split=split, domain=domain, count=count,
                                      size_px=size_px)

@@ -317,7 +317,7 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                 schedule.decay_start_step)
     bar = tqdm(total=end_step, initial=state.step, disable=not progress, unit="step",
                dynamic_ncols=True)
-    step_started = time.perf_counter()
+    step_started, logged_step = time.perf_counter(), state.step
     try:
         with stop_on_interrupt() as interrupt:
             batches = iter(loader)
@@ -337,7 +337,8 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                 if state.step % config.train.log_every_steps == 0 or state.step == end_step:
                     now = time.perf_counter()
                     values = {key: float(value) for key, value in terms.items()}
-                    values["time/sec_per_step"] = (now - step_started) / config.train.log_every_steps
+                    values["time/sec_per_step"] = (now - step_started) / (state.step - logged_step)
+                    logged_step = state.step
                     values["sched/lr"] = config.train.lr * phase.lr_factor
                     values["sched/tau"] = phase.tau
                     step_started = now

@@ -24,6 +24,7 @@ from aggan.networks import Direction, Translator
 logger = logging.getLogger(__name__)
 
 MULTIPLE = 4  # two stride-2 stages down and two up
+MIN_SIZE_PX = 16  # the attention's reflect padding needs a few pixels at 1/4 resolution
 
 
 def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
@@ -48,9 +49,11 @@ def output_paths(path: Path, out_dir: Path) -> tuple[Path, Path]:
 
 
 def pad_to_multiple(images: Tensor, multiple: int = MULTIPLE) -> Tensor:
-    """Pads (N, C, H, W) at the bottom and right to multiples of ``multiple``."""
+    """Pads (N, C, H, W) at the bottom and right to multiples of ``multiple``, at least
+    ``MIN_SIZE_PX``."""
     height, width = images.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
+    pad_h = max(-height % multiple, MIN_SIZE_PX - height)
+    pad_w = max(-width % multiple, MIN_SIZE_PX - width)
     if not (pad_h or pad_w):
         return images
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
@@ -63,11 +66,14 @@ def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[tuple[list[Path
     images: list[Tensor] = []
     for path in paths:
         image = read_image(path)
-        if images and (image.shape != images[0].shape or len(images) == batch_size):
+        if images and image.shape != images[0].shape:
             yield group, torch.stack(images)
             group, images = [], []
         group.append(path)
         images.append(image)
+        if len(images) == batch_size:
+            yield group, torch.stack(images)
+            group, images = [], []
     if images:
         yield group, torch.stack(images)
 

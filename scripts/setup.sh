@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv with PyTorch and aggan installed (editable). Safe to run again.
+#   bash scripts/setup.sh          # to use aggan
+#   bash scripts/setup.sh --dev    # also pytest, ruff, scipy
+# TORCH_SPEC overrides the PyTorch pins (aarch64: "torch==2.9.1 torchvision==0.24.1").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+torch_spec=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+# pip warns about this machine's local package mirrors; the warnings are harmless noise.
+quiet() { "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "^$" || true; }; return "${PIPESTATUS[0]}"; }
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  echo "setup: installing $torch_spec (about a minute from a local cache, longer from PyPI)"
+  # shellcheck disable=SC2086
+  quiet .venv/bin/pip install -q $torch_spec
+fi
+extras=""
+if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
+quiet .venv/bin/pip install -q -e ".${extras}"
+echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
