@@ -46,6 +46,7 @@ class _Exploit:
         return (Path("/tmp/aggan-pwned").touch, ())
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_from_a_stranger_never_runs_code(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.pt"
     torch.save({"payload": _Exploit()}, hostile)

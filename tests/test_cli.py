@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +176,28 @@ def test_module_entry_point_errors_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"aggan: error: --checkpoint: {tmp_path / 'nope'} does not exist"]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "aggan", "train", "--data", "synthetic", "--out",
+               str(run_dir), "--steps", "100000", *TINY_FLAGS, "--workers", "1",
+               "--set", "train.log_every_steps=1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    stats = run_dir / "stats.jsonl"
+    deadline = time.monotonic() + 120
+    while not (stats.exists() and len(stats.read_text().splitlines()) >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: workers too
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in out
+    from aggan.checkpoint import load_checkpoint
+
+    step = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"]
+    assert 3 <= step < 100000
+    assert main(["train", "--out", str(run_dir), "--resume", "--stop-at", str(step + 2),
+                 "--no-progress"]) == 0
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"] == step + 2

@@ -184,6 +184,9 @@ def _run_train(args: argparse.Namespace) -> int:
     result = train(config, args.out, resume=args.resume, stop_at_step=args.stop_at,
                    progress=not args.no_progress)
     print(f"checkpoint: {result.checkpoint} (step {result.step})")
+    if result.interrupted:
+        print(f"interrupted: continue with aggan train --out {args.out} --resume")
+        return 130
     print(f"samples: {args.out / 'samples'}  gallery: {args.out}/gallery_a2b.png, gallery_b2a.png")
     if result.metrics:
         print(format_metrics(result.metrics))

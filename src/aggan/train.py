@@ -90,6 +90,7 @@ class TrainResult:
     checkpoint: Path
     step: int
     metrics: dict[str, dict[str, Any]]  # per direction, where the data has ground truth
+    interrupted: bool = False  # stopped by Ctrl-C (the checkpoint is saved)
 
 
 def training_step(state: TrainState, real: dict[str, Tensor], phase: Phase,
@@ -372,7 +373,8 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
         if metrics:
             atomic_write(run_dir / "metrics.json",
                          lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
-    return TrainResult(checkpoint=latest, step=state.step, metrics=metrics)
+    return TrainResult(checkpoint=latest, step=state.step, metrics=metrics,
+                       interrupted=interrupt["stop"])
 
 
 def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int) -> None:
