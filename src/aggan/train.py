@@ -318,7 +318,7 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                 schedule.decay_start_step)
     bar = tqdm(total=end_step, initial=state.step, disable=not progress, unit="step",
                dynamic_ncols=True)
-    step_started, logged_step = time.perf_counter(), state.step
+    step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
     try:
         with stop_on_interrupt() as interrupt:
             batches = iter(loader)
@@ -350,13 +350,11 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                 if state.step % config.train.sample_every_steps == 0 or state.step == end_step:
                     write_samples(tracker, state.translator, samples, state.step, phase)
                 if state.step % config.train.checkpoint_every_steps == 0:
-                    save_checkpoint(state_dict(state, config, schedule),
-                                    checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
-                    save_checkpoint(state_dict(state, config, schedule), latest)
+                    save_training_checkpoint(state, config, schedule, run_dir)
+                    saved_step = state.step
             # The final (or interrupted) step is always saved, also mid-interval.
-            final = state_dict(state, config, schedule)
-            save_checkpoint(final, checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
-            save_checkpoint(final, latest)
+            if saved_step != state.step:
+                save_training_checkpoint(state, config, schedule, run_dir)
     finally:
         bar.close()
         tracker.close()
@@ -375,6 +373,14 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                          lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
     return TrainResult(checkpoint=latest, step=state.step, metrics=metrics,
                        interrupted=interrupt["stop"])
+
+
+def save_training_checkpoint(state: TrainState, config: RunConfig, schedule: Schedule,
+                             run_dir: Path) -> None:
+    """``checkpoints/step-NNNNNNN.pt``, then ``latest.pt``: both complete, written atomically."""
+    checkpoint = state_dict(state, config, schedule)
+    save_checkpoint(checkpoint, checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
+    save_checkpoint(checkpoint, checkpoint_dir(run_dir) / LATEST)
 
 
 def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int) -> None:
