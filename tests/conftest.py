@@ -41,6 +41,22 @@ def random_image(rng: np.random.Generator, height: int, width: int) -> Image.Ima
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
+@pytest.fixture(scope="session")
+def learned_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short run of the default recipe (warm-up, attention, switch) at 32 px, 600 steps: long
+    enough for the attention to find the objects (a few CPU minutes)."""
+    from aggan.train import train
+
+    layer = tiny_layer(steps=600, log_every_steps=50, sample_every_steps=600,
+                       checkpoint_every_steps=600, lr=2e-4)
+    layer["model"].update(generator_width=16, attention_width=16, generator_blocks=3,
+                          discriminator_width=32)
+    layer["data"]["synthetic"].update(train_images=400, test_images=24)
+    run_dir = tmp_path_factory.mktemp("learned")
+    train(build_config(layer), run_dir, progress=False, tensorboard=False)
+    return run_dir
+
+
 @pytest.fixture
 def image_folder_factory(tmp_path: Path):
     """make(name, count, size) -> a CycleGAN-layout root with trainA/trainB/testA/testB."""

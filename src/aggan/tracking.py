@@ -40,15 +40,15 @@ class Tracker:
 
     def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
         self.run_dir = run_dir
-        self.stats_path = run_dir / "stats.jsonl"
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
-        with self.stats_path.open("a") as handle:
+    def scalars(self, step: int, values: dict[str, float], stream: str = "stats") -> None:
+        """To TensorBoard and ``<stream>.jsonl`` (``stats`` for losses, ``metrics`` for KID)."""
+        with (self.run_dir / f"{stream}.jsonl").open("a") as handle:
             handle.write(json.dumps({"step": step, **values}) + "\n")
         if self.writer is not None:
             for key, value in values.items():

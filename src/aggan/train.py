@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import platform
 import signal
 import sys
@@ -65,6 +66,7 @@ from aggan.tracking import Tracker, sample_grid
 
 logger = logging.getLogger(__name__)
 
+BEST = "best.pt"  # the checkpoint with the lowest KID during training
 SAMPLE_IMAGES = 4  # rows per sample grid during training
 GALLERY_IMAGES = 8  # rows per gallery at the end
 
@@ -174,8 +176,10 @@ def build_state(config: RunConfig, device: torch.device) -> TrainState:
     )
 
 
-def state_dict(state: TrainState, config: RunConfig, schedule: Schedule) -> dict[str, Any]:
+def state_dict(state: TrainState, config: RunConfig, schedule: Schedule,
+               best_kid_x100: float = math.inf) -> dict[str, Any]:
     return {
+        "best_kid_x100": best_kid_x100,
         "format_version": FORMAT_VERSION,
         "aggan_version": __version__,
         "config": to_dict(config),
@@ -311,6 +315,8 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
                              workers=config.data.workers, pin_memory=device.type == "cuda")
     end_step = min(schedule.total_steps, stop_at_step or schedule.total_steps)
+    kid = kid_monitor(config, device)
+    best_kid = saved.get("best_kid_x100", math.inf) if saved is not None else math.inf
     tracker = Tracker(run_dir, tensorboard=tensorboard)
     logger.info("training %s on %s: %d steps (%d per epoch), warm-up until %d, switch at %s, "
                 "lr decay from %d", config.model.variant, config.data.root, schedule.total_steps,
@@ -349,12 +355,21 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                     warn_if_collapsed(values, phase, config.train.collapse_mask_mean, state.step)
                 if state.step % config.train.sample_every_steps == 0 or state.step == end_step:
                     write_samples(tracker, state.translator, samples, state.step, phase)
+                if kid is not None and state.step % config.train.kid_every_steps == 0:
+                    values = kid.measure(state.translator, phase.use_attention)
+                    tracker.scalars(state.step, values, stream="metrics")
+                    if values["metrics/kid_x100_mean"] < best_kid:
+                        best_kid = values["metrics/kid_x100_mean"]
+                        save_checkpoint(state_dict(state, config, schedule, best_kid),
+                                        checkpoint_dir(run_dir) / BEST)
                 if state.step % config.train.checkpoint_every_steps == 0:
-                    save_training_checkpoint(state, config, schedule, run_dir)
+                    save_training_checkpoint(state_dict(state, config, schedule, best_kid),
+                                             run_dir, state.step)
                     saved_step = state.step
             # The final (or interrupted) step is always saved, also mid-interval.
             if saved_step != state.step:
-                save_training_checkpoint(state, config, schedule, run_dir)
+                save_training_checkpoint(state_dict(state, config, schedule, best_kid), run_dir,
+                                         state.step)
     finally:
         bar.close()
         tracker.close()
@@ -375,12 +390,22 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
                        interrupted=interrupt["stop"])
 
 
-def save_training_checkpoint(state: TrainState, config: RunConfig, schedule: Schedule,
-                             run_dir: Path) -> None:
+def save_training_checkpoint(checkpoint: dict[str, Any], run_dir: Path, step: int) -> None:
     """``checkpoints/step-NNNNNNN.pt``, then ``latest.pt``: both complete, written atomically."""
-    checkpoint = state_dict(state, config, schedule)
-    save_checkpoint(checkpoint, checkpoint_dir(run_dir) / f"step-{state.step:07d}.pt")
+    save_checkpoint(checkpoint, checkpoint_dir(run_dir) / f"step-{step:07d}.pt")
     save_checkpoint(checkpoint, checkpoint_dir(run_dir) / LATEST)
+
+
+def kid_monitor(config: RunConfig, device: torch.device) -> Any:
+    """The KID measurement during training, where it is asked for (it needs the Inception)."""
+    if not config.train.kid_every_steps:
+        return None
+    from aggan.evaluate import KidDuringTraining
+    from aggan.metrics.inception import InceptionFeatures
+
+    inception = InceptionFeatures(Path(config.train.inception) if config.train.inception
+                                  else None, device)
+    return KidDuringTraining(config.data, config.train.kid_images, inception)
 
 
 def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int) -> None:

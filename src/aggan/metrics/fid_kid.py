@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,8 +128,8 @@ def cached_features(identity: dict[str, Any], count: int, network_sha1: str,
             if isinstance(features, Tensor) and features.shape == (count, FEATURES):
                 logger.info("features of %d images from cache %s", count, path)
                 return features
-        except (RuntimeError, OSError, ValueError, EOFError):
-            pass
+        except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError):
+            pass  # a broken cache entry is recomputed and replaced
         logger.warning("ignoring unreadable feature cache %s", path)
     features = compute()
     atomic_write(path, lambda temp: torch.save(features, temp))

@@ -1,0 +1,241 @@
+"""``aggan evaluate``: how good a model is, measured the way papers measure it.
+
+Every test image of the source domain is translated once, whole, at its own size; the
+translations are compared with the real test images of the target domain by FID and KID x100
+(Inception features, ``aggan.metrics``). Where the data has ground truth (the synthetic dataset),
+the ground-truth metrics come too. With an output folder, the translations, masks and an
+``index.html`` gallery are written there, with ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import torch
+from torch import Tensor
+
+from aggan.checkpoint import load_translator, resolve_checkpoint
+from aggan.config import DataConfig
+from aggan.data import DomainImages, FolderDomain, ground_truth, open_test_domain
+from aggan.errors import AgganError
+from aggan.images import atomic_write, list_images, read_image, write_png
+from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
+from aggan.metrics.groundtruth import ground_truth_metrics
+from aggan.metrics.inception import InceptionFeatures
+from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
+from aggan.translate import translate_tensor
+
+logger = logging.getLogger(__name__)
+
+OVERLAY_RGB = (255, 40, 40)  # the mask's colour over the input in the report
+
+
+def overlay(image: Tensor, mask: Tensor) -> Tensor:
+    """The mask drawn over the input in red, at half strength: uint8 (3, H, W)."""
+    colour = torch.tensor(OVERLAY_RGB, dtype=torch.float32).view(3, 1, 1)
+    weight = mask.float() / 255 * 0.5
+    return (image.float() * (1 - weight) + colour * weight).round().to(torch.uint8)
+
+
+def domain_identity(images: DomainImages, data: DataConfig, split: str, domain: str
+                    ) -> dict[str, Any]:
+    """What names a set of real images for the feature cache."""
+    if isinstance(images, FolderDomain):
+        return files_identity(images.paths)
+    synthetic = dataclasses.asdict(data.synthetic)
+    return {"synthetic": synthetic, "size_px": data.size_px, "split": split, "domain": domain}
+
+
+@dataclass
+class DirectionResult:
+    direction: Direction
+    metrics: dict[str, Any]
+    rows: list[dict[str, str]]  # report rows: relative paths of input, mask, output, overlay
+
+
+def evaluate_direction(translator: Translator, data: DataConfig, direction: Direction, *,
+                       inception: InceptionFeatures, use_attention: bool,
+                       out_dir: Path | None, cache_dir: Path | None) -> DirectionResult:
+    source, target = source_domain(direction), target_domain(direction)
+    inputs = open_test_domain(data, source)
+    reals = open_test_domain(data, target)
+    if inputs is None or reals is None:
+        raise AgganError(f"--data {data.root}: evaluation needs test{source.upper()}/ and "
+                         f"test{target.upper()}/")
+    real_features = cached_features(
+        domain_identity(reals, data, "test", target), len(reals), inception.sha1, cache_dir,
+        lambda: inception.extract(reals.load(i) for i in range(len(reals))))
+
+    fake_images, rows = [], []
+    for index in range(len(inputs)):
+        image = inputs.load(index)
+        translated, mask = translate_tensor(translator, image[None], direction, use_attention)
+        fake_images.append(translated[0])
+        if out_dir is not None:
+            name = inputs.name(index)
+            files = {"input": f"{direction}/inputs/{name}.png",
+                     "mask": f"{direction}/{name}_mask.png",
+                     "translation": f"{direction}/{name}.png",
+                     "overlay": f"{direction}/overlays/{name}.png"}
+            write_png(image, out_dir / files["input"])
+            write_png(mask[0], out_dir / files["mask"])
+            write_png(translated[0], out_dir / files["translation"])
+            write_png(overlay(image, mask[0]), out_dir / files["overlay"])
+            rows.append({"name": name, **files})
+    fake_features = inception.extract(iter(fake_images))
+    scores = fid_kid(real_features, fake_features)
+    metrics: dict[str, Any] = dataclasses.asdict(scores)
+    items = ground_truth(data, source)
+    if items is not None:
+        metrics["ground_truth"] = ground_truth_metrics(
+            translator, items, direction, device=next(translator.parameters()).device,
+            use_attention=use_attention)
+    return DirectionResult(direction, metrics, rows)
+
+
+def evaluate_checkpoint(checkpoint: Path, data_root: str | None,
+                        directions: tuple[Direction, ...], *,
+                        out_dir: Path | None, device: torch.device,
+                        inception: InceptionFeatures, cache_dir: Path | None) -> dict[str, Any]:
+    """Scores a checkpoint on the test split of ``data_root`` (a folder, or ``synthetic`` for
+    the built-in scenes the run was configured with; None: the data the run trained on).
+    Returns what ``metrics.json`` holds."""
+    path = resolve_checkpoint(checkpoint)
+    translator, config, use_attention = load_translator(path, device)
+    data = dataclasses.replace(config.data, root=data_root or config.data.root)
+    data_root = data.root
+    results = [evaluate_direction(translator, data, direction, inception=inception,
+                                  use_attention=use_attention, out_dir=out_dir,
+                                  cache_dir=cache_dir)
+               for direction in directions]
+    report = {"checkpoint": str(path), "data": data_root, "variant": config.model.variant,
+              "directions": {r.direction: r.metrics for r in results}}
+    if out_dir is not None:
+        write_report(out_dir, report, results)
+    return report
+
+
+def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
+                     cache_dir: Path | None, out_dir: Path | None) -> dict[str, Any]:
+    """FID and KID between two folders of images, both cached."""
+    features = []
+    for flag, folder in (("--real", real), ("--fake", fake)):
+        if not folder.is_dir():
+            raise AgganError(f"{flag}: {folder} does not exist or is not a folder")
+        paths = list_images(folder)
+        if not paths:
+            raise AgganError(f"{flag}: {folder} holds no images")
+        features.append(cached_features(
+            files_identity(paths), len(paths), inception.sha1, cache_dir,
+            lambda paths=paths: inception.extract(read_image(p) for p in paths)))
+    report = {"real": str(real), "fake": str(fake),
+              "metrics": dataclasses.asdict(fid_kid(features[0], features[1]))}
+    if out_dir is not None:
+        atomic_write(out_dir / "metrics.json",
+                     lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+    return report
+
+
+def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of one direction's metrics, for the console and the report."""
+    rows = [("FID", f"{metrics['fid']:.2f} ({metrics['real_images']} real, "
+                    f"{metrics['fake_images']} translated)"),
+            ("KID x100", f"{metrics['kid_x100_mean']:.2f} ± {metrics['kid_x100_std']:.2f} "
+                         f"({metrics['kid_subsets']} subsets of {metrics['kid_subset_size']})")]
+    truth = metrics.get("ground_truth")
+    if truth:
+        rows += [("mask IoU", f"{truth['mask_iou']:.3f}"),
+                 ("background PSNR", f"{truth['background_psnr_db']:.2f} dB"),
+                 ("truth PSNR", f"{truth['truth_psnr_db']:.2f} dB (identity "
+                                f"{truth['identity_truth_psnr_db']:.2f} dB)"),
+                 ("collapsed", str(truth["collapsed"]))]
+    return rows
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = []
+    for direction, metrics in report["directions"].items():
+        lines.append(f"{direction}:")
+        lines += [f"  {label:<16}{value}" for label, value in metrics_rows(metrics)]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionResult]) -> None:
+    """``metrics.json`` and a self-contained ``index.html`` (relative image paths)."""
+    atomic_write(out_dir / "metrics.json",
+                 lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>aggan evaluation: {esc(Path(report['checkpoint']).name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:4px 10px;text-align:left}img{width:160px;image-rendering:pixelated}"
+        ".metrics td{border-bottom:1px solid #ddd}.gallery td{vertical-align:top}</style>",
+        "</head><body>",
+        f"<h1>aggan evaluation</h1><p>checkpoint <code>{esc(report['checkpoint'])}</code>, "
+        f"variant <b>{esc(report['variant'])}</b>, data <code>{esc(report['data'])}</code></p>",
+        "<table class='metrics'><tr><th>metric</th>"
+        + "".join(f"<th>{esc(d)}</th>" for d in report["directions"]) + "</tr>",
+    ]
+    labels = [label for label, _ in metrics_rows(next(iter(report["directions"].values())))]
+    values = {d: dict(metrics_rows(m)) for d, m in report["directions"].items()}
+    for label in labels:
+        parts.append(f"<tr><td>{esc(label)}</td>"
+                     + "".join(f"<td>{esc(values[d].get(label, ''))}</td>" for d in values)
+                     + "</tr>")
+    parts.append("</table>")
+    for result in results:
+        parts.append(f"<h2>{esc(result.direction)}: test{source_domain(result.direction).upper()}"
+                     f" translated into {target_domain(result.direction).upper()}</h2>")
+        parts.append("<table class='gallery'><tr><th>image</th><th>input</th>"
+                     "<th>attention mask</th><th>translation</th><th>mask over input</th></tr>")
+        for row in result.rows:
+            cells = "".join(f"<td><img src='{esc(quote(row[key]))}' alt='{key}'></td>"
+                            for key in ("input", "mask", "translation", "overlay"))
+            parts.append(f"<tr><td>{esc(row['name'])}</td>{cells}</tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    page = "\n".join(parts) + "\n"
+    atomic_write(out_dir / "index.html", lambda temp: temp.write_text(page))
+
+
+class KidDuringTraining:
+    """KID x100 of a fixed subset of test images, for picking the best step of a run.
+
+    The real features of each target domain are computed once; each measurement translates the
+    same ``count`` source images (whole, at their size) and extracts their features.
+    """
+
+    def __init__(self, data: DataConfig, count: int, inception: InceptionFeatures) -> None:
+        self.inception = inception
+        self.inputs: dict[Direction, list[Tensor]] = {}
+        self.real_features: dict[Direction, Tensor] = {}
+        for direction in DIRECTIONS:
+            inputs = open_test_domain(data, source_domain(direction))
+            reals = open_test_domain(data, target_domain(direction))
+            if inputs is None or reals is None:
+                raise AgganError(f"train.kid_every_steps needs testA/ and testB/ in {data.root}")
+            self.inputs[direction] = [inputs.load(i) for i in range(min(count, len(inputs)))]
+            self.real_features[direction] = inception.extract(
+                reals.load(i) for i in range(min(count, len(reals))))
+
+    def measure(self, translator: Translator, use_attention: bool) -> dict[str, float]:
+        values = {}
+        for direction in DIRECTIONS:
+            fakes = (translate_tensor(translator, image[None], direction, use_attention)[0][0]
+                     for image in self.inputs[direction])
+            scores = fid_kid(self.real_features[direction], self.inception.extract(fakes))
+            values[f"metrics/kid_x100_{direction}"] = scores.kid_x100_mean
+        values["metrics/kid_x100_mean"] = sum(values.values()) / len(DIRECTIONS)
+        return values
+
+
+def parse_directions(value: str) -> tuple[Direction, ...]:
+    return DIRECTIONS if value == "both" else (value,)  # type: ignore[return-value]

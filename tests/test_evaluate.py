@@ -1,0 +1,75 @@
+"""aggan evaluate: a trained model beats the identity, and the report shows every image."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from aggan.checkpoint import load_checkpoint
+from aggan.cli import main
+from aggan.config import build_config
+from aggan.synthetic import write_dataset
+from aggan.train import train
+from conftest import tiny_layer
+
+pytestmark = pytest.mark.slow
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"] or "")
+
+
+def test_trained_model_beats_identity_and_report_is_complete(
+        learned_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = load_checkpoint(learned_run / "checkpoints" / "latest.pt")["config"]
+    data = tmp_path / "synthetic"
+    write_dataset(data, size_px=32, train_images=1, test_images=24,
+                  seed=config["data"]["synthetic"]["seed"])
+    cache, report = tmp_path / "cache", tmp_path / "report"
+    assert main(["evaluate", "--checkpoint", str(learned_run), "--data", str(data), "--out",
+                 str(report), "--cache-dir", str(cache), "--device", "cpu"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())["directions"]
+    assert metrics["a2b"]["ground_truth"]["mask_iou"] >= 0
+    capsys.readouterr()
+    for direction, real, fake in (("a2b", "testB", "testA"), ("b2a", "testA", "testB")):
+        assert main(["evaluate", "--real", str(data / real), "--fake", str(data / fake),
+                     "--out", str(tmp_path / f"identity_{direction}"), "--cache-dir",
+                     str(cache)]) == 0
+        identity = json.loads((tmp_path / f"identity_{direction}" / "metrics.json").read_text())
+        assert metrics[direction]["kid_x100_mean"] < identity["metrics"]["kid_x100_mean"]
+        assert metrics[direction]["fid"] < identity["metrics"]["fid"]
+    assert "KID x100" in capsys.readouterr().out
+
+    parser = _Images()
+    parser.feed((report / "index.html").read_text())
+    assert len(parser.sources) == 2 * 24 * 4  # both directions, every image, four views each
+    for source in parser.sources:
+        assert not source.startswith(("/", "http")) and (report / unquote(source)).is_file()
+
+
+def test_kid_during_training_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    layer = tiny_layer(steps=10, kid_every_steps=5, kid_images=4, checkpoint_every_steps=10)
+    train(build_config(layer), tmp_path, progress=False, tensorboard=False)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [5, 10]
+    assert all(line["metrics/kid_x100_mean"] > -100 for line in lines)
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["best_kid_x100"] == min(line["metrics/kid_x100_mean"] for line in lines)
+    assert best["step"] in (5, 10)
+
+
+def test_evaluate_flag_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--real", str(tmp_path)]) == 2
+    assert "--real and --fake go together" in capsys.readouterr().err
+    assert main(["evaluate", "--real", str(tmp_path / "x"), "--fake", str(tmp_path)]) == 2
+    assert "--real" in capsys.readouterr().err
