@@ -422,6 +422,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
     modules: StepModules | None = None
     stop = False
+    collapsed: set[str] = set()
 
     def save(path_step: int) -> None:
         # A collective: every rank hands over its pools; rank 0 writes.
@@ -460,7 +461,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     tracker.scalars(state.step, values)
                     bar.set_postfix({key.split("/")[-1]: f"{value:.3f}"
                                      for key, value in values.items() if key.startswith("loss/")})
-                    warn_if_collapsed(values, phase, config.train.collapse_mask_mean, state.step)
+                    warn_if_collapsed(values, phase, config.train.collapse_mask_mean, state.step,
+                                      collapsed)
                 sample_now = (state.step % config.train.sample_every_steps == 0
                               or state.step == end_step)
                 if sample_now and tracker is not None:
@@ -523,15 +525,22 @@ def kid_monitor(config: RunConfig, device: torch.device) -> Any:
     return KidDuringTraining(config.data, config.train.kid_images, inception)
 
 
-def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int) -> None:
+def warn_if_collapsed(values: dict[str, float], phase: Phase, threshold: float, step: int,
+                      collapsed: set[str]) -> None:
+    """Warns when an attention mask collapses and says when it recovers (``collapsed`` holds
+    the domains now collapsed), so a long collapse is one warning, not one per log step."""
     if not phase.use_attention:
         return
     for domain in ("a", "b"):
         mean = values[f"mask/mean_{domain}"]
-        if mean < threshold:
+        if mean < threshold and domain not in collapsed:
+            collapsed.add(domain)
             logger.warning("step %d: attention %s has collapsed (mean mask %.4f < %.4f): the "
                            "translation equals the input. See README, 'Attention collapse'.",
                            step, domain, mean, threshold)
+        elif mean >= threshold and domain in collapsed:
+            collapsed.discard(domain)
+            logger.info("step %d: attention %s recovered (mean mask %.4f)", step, domain, mean)
 
 
 def write_samples(tracker: Tracker, translator: Translator, samples: dict[str, Tensor], step: int,
