@@ -227,7 +227,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"interrupted: continue with aggan train --out {args.out} --resume")
         return 130
-    print(f"samples: {args.out / 'samples'}  gallery: {args.out}/gallery_a2b.png, gallery_b2a.png")
+    print(f"samples: {args.out / 'samples'}")
+    if (args.out / "gallery_a2b.png").is_file():
+        print(f"gallery: {args.out}/gallery_a2b.png, {args.out}/gallery_b2a.png")
     if result.metrics:
         print(format_metrics(result.metrics))
         collapsed = [d for d, m in result.metrics.items() if m["collapsed"]]
