@@ -35,16 +35,19 @@ def list_images(folder: Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions)
 
 
+def _scaled_to_8_bit(values: np.ndarray, peak: float) -> Image.Image:
+    return Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # Pillow's convert("RGB") clips 16-bit values at 255 (a white image); scale instead.
         values = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        image = _scaled_to_8_bit(values, peak)
     elif image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        peak = 1.0 if values.max() <= 1.0 else 255.0
-        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        image = _scaled_to_8_bit(values, 1.0 if values.max() <= 1.0 else 255.0)
     elif image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")

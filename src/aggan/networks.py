@@ -30,6 +30,11 @@ def target_domain(direction: Direction) -> str:
     return direction[-1]
 
 
+def reverse(direction: Direction) -> Direction:
+    """``"a2b"`` -> ``"b2a"``: the way back, for the cycle."""
+    return "b2a" if direction == "a2b" else "a2b"
+
+
 def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1,
                     padding_mode: str = "zeros") -> list[nn.Module]:
     return [

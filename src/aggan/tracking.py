@@ -13,7 +13,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from aggan.images import to_uint8, write_png
-from aggan.networks import Direction, Translator
+from aggan.networks import Direction, Translator, reverse
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,8 @@ def sample_grid(translator: Translator, images: Tensor, direction: Direction,
     Args:
         images: (N, 3, H, W) in [-1, 1] from the source domain of ``direction``.
     """
-    reverse: Direction = "b2a" if direction == "a2b" else "a2b"
     translated, mask = translator(images, direction, use_attention)
-    reconstructed, _ = translator(translated, reverse, use_attention)
+    reconstructed, _ = translator(translated, reverse(direction), use_attention)
     mask_rgb = mask.expand_as(images) * 2 - 1
     tiles = torch.stack([images, mask_rgb, translated, reconstructed], dim=1).flatten(0, 1)
     grid = make_grid(tiles, nrow=4, padding=2, pad_value=1.0, value_range=(-1, 1))

@@ -53,10 +53,10 @@ from aggan.losses import cycle_loss, discriminator_loss, generator_adversarial_l
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.networks import (
     DIRECTIONS,
-    Direction,
     Discriminators,
     Translator,
     init_weights,
+    reverse,
     source_domain,
     target_domain,
 )
@@ -69,10 +69,6 @@ logger = logging.getLogger(__name__)
 BEST = "best.pt"  # the checkpoint with the lowest KID during training
 SAMPLE_IMAGES = 4  # rows per sample grid during training
 GALLERY_IMAGES = 8  # rows per gallery at the end
-
-
-def reverse(direction: Direction) -> Direction:
-    return "b2a" if direction == "a2b" else "a2b"
 
 
 @dataclass
