@@ -9,6 +9,7 @@ Targets (issue #2), for the default variant and recipe: mask IoU >= 0.8 and back
 
     python benchmarks/synthetic_quality.py                      # 3 variants, default recipe
     python benchmarks/synthetic_quality.py --variants aggan --recipes default official --seeds 0 1
+    python benchmarks/synthetic_quality.py --variants aggan --set train.precision=bf16
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-from aggan.config import build_config, read_config_file
+from aggan.config import build_config, parse_assignment, read_config_file
 from aggan.train import train
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -43,11 +44,13 @@ def run_one(variant: str, recipe: str, seed: int, args: argparse.Namespace,
         {"model": {"variant": variant},
          "data": {"size_px": args.size, "workers": args.workers},
          "train": {"steps": args.steps, "seed": seed, "device": args.device,
-                   "sample_every_steps": args.steps, "checkpoint_every_steps": args.steps}})
+                   "sample_every_steps": args.steps, "checkpoint_every_steps": args.steps}},
+        *(parse_assignment(assignment) for assignment in args.set))
     started = time.perf_counter()
     result = train(config, run_dir, progress=False, tensorboard=False)
     seconds = time.perf_counter() - started
-    return {"variant": variant, "recipe": recipe, "seed": seed, "steps": args.steps,
+    return {"variant": variant, "recipe": recipe, "seed": seed, "set": args.set,
+            "steps": args.steps,
             "size_px": args.size, "seconds": round(seconds, 1), "metrics": result.metrics}
 
 
@@ -93,6 +96,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="config override for every run, e.g. train.precision=bf16")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "synthetic_quality.json")
     args = parser.parse_args()

@@ -8,6 +8,7 @@ import torch
 from aggan.config import ModelConfig
 from aggan.networks import (
     AttentionNet,
+    InstanceNorm,
     PatchDiscriminator,
     ResnetGenerator,
     Translator,
@@ -90,3 +91,38 @@ def test_translator_variants() -> None:
     assert mask.shape == (1, 1, 32, 32) and not mask.eq(1).all()
     _, warm_up_mask = aggan(images, "b2a", use_attention=False)
     assert warm_up_mask.eq(1).all()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_instance_norm_matches_float64_reference(batch: int, channels_last: bool) -> None:
+    """Values and gradients in both memory formats (torch's own instance norm gets the
+    channels-last gradients of a batch of one wrong on CPU; ours must not)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    images = torch.randn(batch, 16, 12, 10, dtype=torch.float64) * 3 + 1
+    upstream = torch.randn_like(images)
+    norm = InstanceNorm(16)
+    torch.nn.init.normal_(norm.weight, 1.0, 0.5)
+    torch.nn.init.normal_(norm.bias, 0.0, 0.5)
+
+    def run(dtype: torch.dtype, format_: torch.memory_format, reference: bool) -> list:
+        x = images.to(dtype).contiguous(memory_format=format_).clone().requires_grad_()
+        weight = norm.weight.detach().to(dtype).clone().requires_grad_()
+        bias = norm.bias.detach().to(dtype).clone().requires_grad_()
+        if reference:  # the definition, in float64
+            mean = x.mean((2, 3), keepdim=True)
+            var = x.var((2, 3), keepdim=True, unbiased=False)
+            out = (x - mean) / torch.sqrt(var + norm.eps) * weight[:, None, None] + bias[
+                :, None, None]
+        else:
+            layer = InstanceNorm(16).to(dtype)
+            layer.weight, layer.bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+            out = layer(x)
+            weight, bias = layer.weight, layer.bias
+        out.backward(upstream.to(dtype).contiguous(memory_format=format_))
+        return [out.double(), x.grad.double(), weight.grad.double(), bias.grad.double()]
+
+    expected = run(torch.float64, torch.contiguous_format, reference=True)
+    actual = run(torch.float32, layout, reference=False)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -11,6 +11,7 @@ import torch
 from aggan import distributed
 from aggan.checkpoint import load_checkpoint
 from aggan.config import build_config
+from aggan.errors import AgganError
 from aggan.schedule import Phase
 from aggan.train import build_state, step_modules, train, training_step
 from conftest import tiny_layer
@@ -85,7 +86,8 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     assert ((mask_a < 0.1).any() or (mask_a >= 0.1).all())
     switched = Phase(lr_factor=1, tau=0.6, use_attention=True, train_attention=False,
                      normalize_discriminator=False)
-    modules = step_modules(state, switched, distributed.Context(), torch.device("cpu"))
+    modules = step_modules(state, switched, distributed.Context(), torch.device("cpu"),
+                           tiny_config.train)
     training_step(state, modules, real, switched, cycle_weight=10)
     first_input, normalize = seen[0]  # the generator's a2b adversarial term
     hidden = (mask_a < 0.6).expand_as(first_input)
@@ -95,7 +97,8 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     seen.clear()
     before = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
                    normalize_discriminator=True)
-    modules = step_modules(state, before, distributed.Context(), torch.device("cpu"))
+    modules = step_modules(state, before, distributed.Context(), torch.device("cpu"),
+                           tiny_config.train)
     training_step(state, modules, real, before, cycle_weight=10)
     assert all(n for _, n in seen)
     assert (seen[0][0] != 0).float().mean() > 0.99  # tau 0: the whole image
@@ -131,3 +134,92 @@ def test_training_learns_the_synthetic_translation(learned_run: Path) -> None:
         assert values["mask_inside"] > 4 * values["mask_outside"], direction
     stats = [json.loads(line) for line in (learned_run / "stats.jsonl").read_text().splitlines()]
     assert stats[-1]["loss/cycle_a"] < stats[0]["loss/cycle_a"]
+
+
+SPEED_PHASE = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
+                    normalize_discriminator=True)
+
+
+def _steps_and_outputs(layer: dict, steps: int = 3) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """The loss terms of a few steps on fixed batches, then what the trained networks output."""
+    config = build_config(layer)
+    device = torch.device("cpu")
+    state = build_state(config, device)
+    modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config.train)
+    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    generator = torch.Generator().manual_seed(1)
+    batches = [{d: (torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1).contiguous(
+        memory_format=layout) for d in "ab"} for _ in range(steps)]
+    terms = [training_step(state, modules, real, SPEED_PHASE, 10.0) for real in batches]
+    probe = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
+    with torch.no_grad():
+        translated, mask = state.translator(probe, "a2b")
+        scores = state.discriminators(probe, "b")
+    return terms, {"translated": translated, "mask": mask, "scores": scores}
+
+
+def _assert_same_training(expected: tuple, actual: tuple, tolerance: float) -> None:
+    for want, got in zip(expected[0], actual[0], strict=True):
+        for key in want:
+            torch.testing.assert_close(got[key].float(), want[key], rtol=tolerance,
+                                       atol=tolerance, msg=key)
+    for key, want in expected[1].items():
+        torch.testing.assert_close(actual[1][key].float(), want, rtol=tolerance, atol=tolerance,
+                                   msg=key)
+
+
+def test_channels_last_trains_like_contiguous() -> None:
+    """The default channels-last path computes what the plain (NCHW) path does, to float32
+    rounding; raw weights are not compared, since Adam turns the rounding noise in the
+    gradients of conv biases before instance norm into lr-sized steps that change nothing."""
+    plain = _steps_and_outputs(tiny_layer(channels_last=False))
+    fast = _steps_and_outputs(tiny_layer(channels_last=True))
+    _assert_same_training(plain, fast, tolerance=2e-4)
+
+
+def test_fused_adam_steps_like_the_reference_loop() -> None:
+    parameters = [torch.randn(64, 3, 3, 3), torch.randn(64)]
+    grads = [torch.randn_like(p) for p in parameters]
+    results = []
+    for kwargs in ({"foreach": False}, {"fused": True}):
+        params = [torch.nn.Parameter(p.clone()) for p in parameters]
+        optimizer = torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.999), **kwargs)
+        for _ in range(5):
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = grad.clone()
+            optimizer.step()
+        results.append([p.detach() for p in params])
+    for reference, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, reference, rtol=1e-6, atol=1e-7)
+
+
+def test_bf16_trains_close_to_fp32() -> None:
+    """bfloat16 autocast: losses and outputs within bfloat16 rounding of float32; weights,
+    optimizer state and pooled fakes stay float32."""
+    fp32 = _steps_and_outputs(tiny_layer())
+    bf16 = _steps_and_outputs(tiny_layer(precision="bf16"))
+    _assert_same_training(fp32, bf16, tolerance=5e-2)
+
+
+def test_bf16_run_checkpoints_float32(tmp_path: Path) -> None:
+    config = build_config(tiny_layer(steps=6, precision="bf16", attention_warmup_step=2,
+                                     switch_step=4, checkpoint_every_steps=6))
+    train(config, tmp_path, progress=False, tensorboard=False)
+    saved = load_checkpoint(tmp_path / "checkpoints" / "latest.pt")
+    tensors = {k: v for k, v in _flatten(saved).items() if isinstance(v, torch.Tensor)
+               and v.is_floating_point()}
+    assert tensors and all(v.dtype == torch.float32 for v in tensors.values())
+    assert saved["config"]["train"]["precision"] == "bf16"
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_like_eager() -> None:
+    eager = _steps_and_outputs(tiny_layer(), steps=2)
+    compiled = _steps_and_outputs(tiny_layer(compile=True), steps=2)
+    _assert_same_training(eager, compiled, tolerance=2e-4)
+
+
+def test_fp16_needs_cuda() -> None:
+    config = build_config(tiny_layer(precision="fp16"))
+    with pytest.raises(AgganError, match=r"train\.precision=fp16 needs a CUDA device"):
+        build_state(config, torch.device("cpu"))

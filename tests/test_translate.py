@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,17 @@ def test_batched_equals_one_at_a_time(tmp_path: Path, translator: Translator) ->
         one = read_image(tmp_path / "one" / f"{path.stem}.png").int()
         batched = read_image(tmp_path / "batched" / f"{path.stem}.png").int()
         assert (one - batched).abs().max() <= 1  # float32 batching noise, at most one grey level
+
+
+def test_channels_last_translates_like_contiguous(translator: Translator) -> None:
+    """load_translator returns a channels-last model (the fast path): same images and masks as
+    the plain layout, to one grey level."""
+    images = torch.randint(0, 256, (2, 3, 52, 68), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(2))
+    fast = copy.deepcopy(translator).to(memory_format=torch.channels_last)
+    for plain_out, fast_out in zip(translate_tensor(translator, images, "b2a", True),
+                                   translate_tensor(fast, images, "b2a", True), strict=True):
+        assert (plain_out.int() - fast_out.int()).abs().max() <= 1
 
 
 def test_pad_to_multiple() -> None:

@@ -96,8 +96,9 @@ def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunCo
     """The translator of a checkpoint (file or run folder), ready for inference.
 
     Returns:
-        The translator in eval mode on ``device``, the run's config, and whether the model uses
-        its attention at the saved step (False for ``cyclegan`` and inside the warm-up).
+        The translator in eval mode on ``device`` (channels-last), the run's config, and
+        whether the model uses its attention at the saved step (False for ``cyclegan`` and
+        inside the warm-up).
     """
     path = resolve_checkpoint(path)
     state = load_checkpoint(path)
@@ -105,7 +106,9 @@ def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunCo
     translator = Translator(config.model)
     load_state(translator, state["translator"], path, "networks")
     use_attention = schedule_of(state).phase(state["step"]).use_attention
-    return translator.to(device).eval(), config, use_attention
+    # Channels-last: 1.3x the images/s of contiguous on CPU (benchmarks/README.md).
+    return (translator.to(device, memory_format=torch.channels_last).eval(), config,
+            use_attention)
 
 
 def schedule_dict(schedule: Schedule) -> dict[str, Any]:

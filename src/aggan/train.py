@@ -39,7 +39,7 @@ from aggan.checkpoint import (
     save_checkpoint,
     schedule_dict,
 )
-from aggan.config import RunConfig, to_dict
+from aggan.config import RunConfig, TrainConfig, to_dict
 from aggan.data import (
     UnpairedTrainingSet,
     ground_truth,
@@ -80,6 +80,9 @@ class TrainState:
     optimizer_generators: torch.optim.Adam
     optimizer_discriminators: torch.optim.Adam
     pools: dict[str, HistoryPool]  # keyed by direction: fakes of the target domain
+    # Loss scaling for fp16, one per optimizer; pass-throughs at other precisions.
+    scaler_generators: torch.amp.GradScaler
+    scaler_discriminators: torch.amp.GradScaler
     step: int = 0
 
 
@@ -131,18 +134,26 @@ class DiscriminatorScores(nn.Module):
 
 @dataclass
 class StepModules:
-    """What a step calls: plain modules in one process, DDP-wrapped ones under torchrun. Rebuilt
-    when the set of trained parameters changes (warm-up end, switch), so that DDP never sees a
-    parameter it expects a gradient for and does not get one."""
+    """What a step calls: plain modules in one process, DDP-wrapped ones under torchrun, compiled
+    ones with ``train.compile``. Rebuilt when the set of trained parameters changes (warm-up end,
+    switch), so that DDP never sees a parameter it expects a gradient for and does not get one."""
 
-    cycle: nn.Module
-    scores: nn.Module
+    cycle: nn.Module  # CycleForward
+    scores: nn.Module  # DiscriminatorScores, for the discriminators' update
+    judge: nn.Module  # the discriminators as the generators' update calls them (frozen)
     discriminator_params: list[nn.Parameter]
     trained: tuple[bool, bool]  # (attention, discriminator norms)
+    autocast: torch.autocast
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context for ``train.precision`` (disabled for fp32)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
 
 
 def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
-                 device: torch.device) -> StepModules:
+                 device: torch.device, config: TrainConfig) -> StepModules:
     if state.translator.attention is not None:
         state.translator.attention.requires_grad_(phase.train_attention)
     for discriminator in state.discriminators.by_domain.values():
@@ -150,13 +161,17 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
         discriminator.norms.requires_grad_(phase.normalize_discriminator)
     cycle: nn.Module = CycleForward(state.translator)
     scores: nn.Module = DiscriminatorScores(state.discriminators)
+    judge: nn.Module = state.discriminators
     if context.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         cycle = DistributedDataParallel(cycle, device_ids=device_ids)
         scores = DistributedDataParallel(scores, device_ids=device_ids)
-    return StepModules(cycle, scores,
+    if config.compile:
+        cycle, scores, judge = (torch.compile(module) for module in (cycle, scores, judge))
+    return StepModules(cycle, scores, judge,
                        [p for p in state.discriminators.parameters() if p.requires_grad],
-                       (phase.train_attention, phase.normalize_discriminator))
+                       (phase.train_attention, phase.normalize_discriminator),
+                       autocast(config.precision, device))
 
 
 def training_step(state: TrainState, modules: StepModules, real: dict[str, Tensor], phase: Phase,
@@ -166,25 +181,28 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
     Returns the step's loss terms and mean masks as detached tensors (reading them syncs the
     device, so the caller reads them only when it logs).
     """
-    fake, mask, cycled = modules.cycle(real["a"], real["b"], phase.use_attention)
+    with modules.autocast:
+        fake, mask, cycled = modules.cycle(real["a"], real["b"], phase.use_attention)
 
     # Generators and attention: fool the discriminators on the attended region, close the cycle.
     # The discriminators are frozen here and called unwrapped: no gradient, nothing to sync.
     for parameter in modules.discriminator_params:
         parameter.requires_grad_(False)
     terms: dict[str, Tensor] = {}
-    for direction in DIRECTIONS:
-        target = target_domain(direction)
-        scores = state.discriminators(fake[direction] * hard_mask(mask[direction], phase.tau),
-                                      target, phase.normalize_discriminator)
-        terms[f"loss/adversarial_{direction}"] = generator_adversarial_loss(scores)
-        terms[f"loss/cycle_{source_domain(direction)}"] = cycle_loss(
-            cycled[direction], real[source_domain(direction)])
+    with modules.autocast:
+        for direction in DIRECTIONS:
+            target = target_domain(direction)
+            scores = modules.judge(fake[direction] * hard_mask(mask[direction], phase.tau),
+                                   target, phase.normalize_discriminator)
+            terms[f"loss/adversarial_{direction}"] = generator_adversarial_loss(scores)
+            terms[f"loss/cycle_{source_domain(direction)}"] = cycle_loss(
+                cycled[direction], real[source_domain(direction)])
     generator_total = (sum(terms[f"loss/adversarial_{d}"] for d in DIRECTIONS)
                        + cycle_weight * (terms["loss/cycle_a"] + terms["loss/cycle_b"]))
     state.optimizer_generators.zero_grad(set_to_none=True)
-    generator_total.backward()
-    state.optimizer_generators.step()
+    state.scaler_generators.scale(generator_total).backward()
+    state.scaler_generators.step(state.optimizer_generators)
+    state.scaler_generators.update()
 
     # Discriminators: real target images under their own attention, fakes from the pool under
     # the masks they were made with; real and fake go through in one batch (instance norm is
@@ -198,13 +216,16 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
         real_mask = mask[reverse(direction)]  # A_T(t): the target domain's own attention
         inputs[target] = torch.cat([real[target] * hard_mask(real_mask, phase.tau),
                                     pooled_fake * hard_mask(pooled_mask, phase.tau)])
-    scores = modules.scores(inputs, phase.normalize_discriminator)
-    for domain, domain_scores in scores.items():
-        scores_real, scores_fake = domain_scores.chunk(2)
-        terms[f"loss/discriminator_{domain}"] = discriminator_loss(scores_real, scores_fake)
+    with modules.autocast:
+        scores = modules.scores(inputs, phase.normalize_discriminator)
+        for domain, domain_scores in scores.items():
+            scores_real, scores_fake = domain_scores.chunk(2)
+            terms[f"loss/discriminator_{domain}"] = discriminator_loss(scores_real, scores_fake)
     state.optimizer_discriminators.zero_grad(set_to_none=True)
-    (terms["loss/discriminator_a"] + terms["loss/discriminator_b"]).backward()
-    state.optimizer_discriminators.step()
+    state.scaler_discriminators.scale(
+        terms["loss/discriminator_a"] + terms["loss/discriminator_b"]).backward()
+    state.scaler_discriminators.step(state.optimizer_discriminators)
+    state.scaler_discriminators.update()
 
     for direction in DIRECTIONS:
         terms[f"mask/mean_{source_domain(direction)}"] = mask[direction].mean()
@@ -218,20 +239,41 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
     discriminators = Discriminators(config.model)
     init_weights(translator, init_generator)
     init_weights(discriminators, init_generator)
-    translator.to(device)
-    discriminators.to(device)
-    betas = (config.train.adam_beta1, config.train.adam_beta2)
+    memory_format = torch.channels_last if config.train.channels_last else torch.preserve_format
+    translator.to(device, memory_format=memory_format)
+    discriminators.to(device, memory_format=memory_format)
+    check_precision(config.train.precision, device)
+
+    def adam(module: nn.Module) -> torch.optim.Adam:
+        # One fused kernel for all parameters instead of one small loop per tensor.
+        return torch.optim.Adam(module.parameters(), lr=config.train.lr,
+                                betas=(config.train.adam_beta1, config.train.adam_beta2),
+                                fused=True)
+
+    def scaler() -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+
     return TrainState(
         translator=translator,
         discriminators=discriminators,
-        optimizer_generators=torch.optim.Adam(translator.parameters(), lr=config.train.lr,
-                                              betas=betas),
-        optimizer_discriminators=torch.optim.Adam(discriminators.parameters(), lr=config.train.lr,
-                                                  betas=betas),
+        optimizer_generators=adam(translator),
+        optimizer_discriminators=adam(discriminators),
         pools={direction: HistoryPool(config.train.pool_size,
                                       seed=(config.train.seed * 2 + i + 1) * 1000 + rank)
                for i, direction in enumerate(DIRECTIONS)},
+        scaler_generators=scaler(),
+        scaler_discriminators=scaler(),
     )
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 trains only on CUDA; bf16 where the device has it."""
+    if precision == "fp16" and device.type != "cuda":
+        raise AgganError(f"train.precision=fp16 needs a CUDA device, not {device} (bf16 works "
+                         "on CPUs and GPUs)")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise AgganError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no "
+                         "bfloat16; use fp16")
 
 
 def state_dict(state: TrainState, config: RunConfig, schedule: Schedule,
@@ -249,6 +291,8 @@ def state_dict(state: TrainState, config: RunConfig, schedule: Schedule,
         "optimizer_generators": state.optimizer_generators.state_dict(),
         "optimizer_discriminators": state.optimizer_discriminators.state_dict(),
         "pools": {str(rank): rank_pools for rank, rank_pools in enumerate(pools)},
+        "scaler_generators": state.scaler_generators.state_dict(),
+        "scaler_discriminators": state.scaler_discriminators.state_dict(),
     }
 
 
@@ -268,6 +312,10 @@ def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
         for direction, pool in state.pools.items():
             if str(rank) in saved["pools"]:
                 pool.load_state_dict(saved["pools"][str(rank)][direction], device)
+        # Empty unless the run trained in fp16; a precision change starts a fresh scale.
+        for name in ("scaler_generators", "scaler_discriminators"):
+            if saved.get(name) and getattr(state, name).is_enabled():
+                getattr(state, name).load_state_dict(saved[name])
     except (KeyError, ValueError, RuntimeError) as error:
         raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
     state.step = int(saved["step"])
@@ -416,7 +464,10 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     bar = tqdm(total=end_step, initial=state.step, disable=not (progress and main), unit="step",
                dynamic_ncols=True)
     step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
+    data_seconds = 0.0
     modules: StepModules | None = None
+    memory_format = (torch.channels_last if config.train.channels_last
+                     else torch.contiguous_format)
     stop = False
     collapsed: set[str] = set()
 
@@ -431,18 +482,20 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
         with stop_on_interrupt() as interrupt:
             batches = iter(loader)
             while state.step < end_step and not stop:
+                waited = time.perf_counter()
                 real_a, real_b = next(batches)
+                data_seconds += time.perf_counter() - waited
                 phase = schedule.phase(state.step)
                 if modules is None or modules.trained != (phase.train_attention,
                                                           phase.normalize_discriminator):
-                    modules = step_modules(state, phase, context, device)
+                    modules = step_modules(state, phase, context, device, config.train)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
                     for group in optimizer.param_groups:
                         group["lr"] = config.train.lr * phase.lr_factor
-                terms = training_step(
-                    state, modules, {"a": real_a.to(device, non_blocking=True),
-                                     "b": real_b.to(device, non_blocking=True)},
-                    phase, config.train.cycle_weight)
+                real = {domain: images.to(device, non_blocking=True,
+                                          memory_format=memory_format)
+                        for domain, images in (("a", real_a), ("b", real_b))}
+                terms = training_step(state, modules, real, phase, config.train.cycle_weight)
                 state.step += 1
                 bar.update(1)
 
@@ -451,6 +504,9 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     now = time.perf_counter()
                     values = {key: float(value) for key, value in terms.items()}
                     values["time/sec_per_step"] = (now - step_started) / (state.step - logged_step)
+                    # Waiting for the loader: near 0 unless data loading starves the step.
+                    values["time/data_wait_fraction"] = data_seconds / (now - step_started)
+                    data_seconds = 0.0
                     values["sched/lr"] = config.train.lr * phase.lr_factor
                     values["sched/tau"] = phase.tau
                     step_started, logged_step = now, state.step
