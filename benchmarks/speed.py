@@ -120,6 +120,16 @@ def measure_ceiling(device: torch.device, repeats: int) -> dict[str, Any]:
     return result
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_config(option: str, size: int, batch: int, device: torch.device) -> RunConfig:
     train = {"device": str(device), "batch_size": batch, **OPTIONS[option]}
     return build_config({"data": {"size_px": size, "workers": 0}, "train": train})
@@ -259,7 +269,8 @@ def format_tables(result: dict[str, Any]) -> str:
                      f"{100 * row['fraction_of_ceiling']:>7.1f}%{row['peak_memory_mib']:>10.0f}"
                      f"{row['base_memory_mib']:>10.0f}")
     header = f"{'option':<14}{'size':>10}{'batch':>6}{'img/s':>9}{'peak MiB':>10}{'base MiB':>10}"
-    lines += ["", header, "-" * len(header)]
+    if result["translation"]:
+        lines += ["", header, "-" * len(header)]
     for row in result["translation"]:
         lines.append(f"{row['option']:<14}{row['width']:>5}x{row['height']:<4}{row['batch']:>6}"
                      f"{row['images_per_s']:>9.2f}{row['peak_memory_mib']:>10.0f}"
@@ -301,8 +312,7 @@ def main() -> None:
 
     result: dict[str, Any] = {
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                   else f"{platform.processor() or platform.machine()} CPU, "
-                        f"{torch.get_num_threads()} threads"),
+                   else f"{cpu_name()}, {torch.get_num_threads()} threads"),
         "torch": torch.__version__,
         "ceiling": measure_ceiling(device, args.repeats),
         "forward_passes": forward_passes(device),

@@ -33,7 +33,7 @@ def test_trained_model_beats_identity_and_report_is_complete(
         learned_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = load_checkpoint(learned_run / "checkpoints" / "latest.pt")["config"]
     data = tmp_path / "synthetic"
-    write_dataset(data, size_px=32, train_images=1, test_images=24,
+    write_dataset(data, size_px=config["data"]["size_px"], train_images=1, test_images=24,
                   seed=config["data"]["synthetic"]["seed"])
     cache, report = tmp_path / "cache", tmp_path / "report"
     assert main(["evaluate", "--checkpoint", str(learned_run), "--data", str(data), "--out",

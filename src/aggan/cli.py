@@ -56,7 +56,7 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--attention-kernels", choices=("paper", "official-1x1"))
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                        help="fp32 (default); bf16 autocast (1.8x faster on CPUs with AVX-512 "
+                        help="fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 "
                         "BF16); fp16 autocast with loss scaling (CUDA)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the networks (minutes to compile; no gain on CPU)")
