@@ -45,7 +45,14 @@ from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
 from aggan.device import resolve_device
 from aggan.schedule import Phase
-from aggan.train import build_state, step_modules, training_step
+from aggan.train import (
+    StepModules,
+    TrainState,
+    build_state,
+    step_modules,
+    tensor_layout,
+    training_step,
+)
 from aggan.translate import translate_tensor
 
 # Option sets: config overrides of the default run. "plain": contiguous (NCHW) tensors, as
@@ -141,19 +148,24 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def prepared_step(config: RunConfig, device: torch.device
+                  ) -> tuple[TrainState, StepModules, Callable[[], Any]]:
+    """Fresh state and step modules, and a closure that runs one training step in ``PHASE`` on
+    fixed random batches of the config's size, laid out as training lays them out."""
+    state = build_state(config, device)
+    modules = step_modules(state, PHASE, distributed.Context(), device, config.train)
+    size, batch = config.data.size_px, config.train.batch_size
+    generator = torch.Generator().manual_seed(0)
+    real = {domain: (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(
+        device, memory_format=tensor_layout(config.train)) for domain in ("a", "b")}
+    return state, modules, lambda: training_step(state, modules, real, PHASE,
+                                                 config.train.cycle_weight)
+
+
 def train_worker(option: str, size: int, batch: int, device: torch.device, warmup: int,
                  repeats: int) -> dict[str, Any]:
     config = run_config(option, size, batch, device)
-    state = build_state(config, device)
-    modules = step_modules(state, PHASE, distributed.Context(), device, config.train)
-    memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    generator = torch.Generator().manual_seed(0)
-    real = {domain: (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(
-        device, memory_format=memory_format) for domain in ("a", "b")}
-
-    def step() -> None:
-        training_step(state, modules, real, PHASE, config.train.cycle_weight)
-
+    _, _, step = prepared_step(config, device)
     step()  # the first step compiles where asked; not counted
     with FlopCounterMode(display=False) as counter:
         step()
@@ -183,8 +195,8 @@ def forward_passes(device: torch.device) -> dict[str, int]:
     """How many times each network runs in one training step (tiny widths; counts only)."""
     config = build_config({"model": {"generator_width": 8, "generator_blocks": 1,
                                       "attention_width": 8, "discriminator_width": 8},
-                           "train": {"device": str(device)}})
-    state = build_state(config, device)
+                           "data": {"size_px": 32}, "train": {"device": str(device)}})
+    state, modules, step = prepared_step(config, device)
     calls: Counter[str] = Counter()
     networks = {**{f"generator_{d}": m for d, m in state.translator.generators.items()},
                 **{f"attention_{d}": m for d, m in state.translator.attention.items()},
@@ -192,10 +204,8 @@ def forward_passes(device: torch.device) -> dict[str, int]:
                    for d, m in state.discriminators.by_domain.items()}}
     for name, network in networks.items():
         network.register_forward_hook(lambda *_, name=name: calls.update([name]))
-    modules = step_modules(state, PHASE, distributed.Context(), device, config.train)
     modules.cycle.register_forward_hook(lambda *_: calls.update(["translator_step_forward"]))
-    real = {d: torch.rand(1, 3, 32, 32, device=device) * 2 - 1 for d in "ab"}
-    training_step(state, modules, real, PHASE, config.train.cycle_weight)
+    step()
     return dict(sorted(calls.items()))
 
 
@@ -204,16 +214,13 @@ def host_syncs_per_step(device: torch.device) -> int | None:
     CUDA's sync debug mode in the step after a warm-up step."""
     if device.type != "cuda":
         return None
-    config = build_config({"train": {"device": str(device)}})
-    state = build_state(config, device)
-    modules = step_modules(state, PHASE, distributed.Context(), device, config.train)
-    real = {d: torch.rand(1, 3, 64, 64, device=device) * 2 - 1 for d in "ab"}
-    training_step(state, modules, real, PHASE, config.train.cycle_weight)
+    _, _, step = prepared_step(run_config("default", 64, 1, device), device)
+    step()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            training_step(state, modules, real, PHASE, config.train.cycle_weight)
+            step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message) for w in caught)

@@ -13,7 +13,7 @@ from aggan.checkpoint import load_checkpoint
 from aggan.config import build_config
 from aggan.errors import AgganError
 from aggan.schedule import Phase
-from aggan.train import build_state, step_modules, train, training_step
+from aggan.train import build_state, step_modules, tensor_layout, train, training_step
 from conftest import tiny_layer
 
 
@@ -147,7 +147,7 @@ def _steps_and_outputs(layer: dict, steps: int = 3) -> tuple[list[dict], dict[st
     device = torch.device("cpu")
     state = build_state(config, device)
     modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config.train)
-    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    layout = tensor_layout(config.train)
     generator = torch.Generator().manual_seed(1)
     batches = [{d: (torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1).contiguous(
         memory_format=layout) for d in "ab"} for _ in range(steps)]

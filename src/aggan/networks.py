@@ -40,9 +40,10 @@ class InstanceNorm(nn.InstanceNorm2d):
 
     ``nn.InstanceNorm2d`` copies a channels-last input to contiguous and back, and in torch 2.14.1
     on CPU its input and weight gradients are wrong for a channels-last batch of one (measured:
-    off by 17 and 210 where float64 gives 1e-6; ``tests/test_networks.py`` keeps watch). Batch
-    norm in training mode on one image without running statistics is the same normalisation,
-    with native kernels for both formats; a batch goes through image by image.
+    off by 17 and 210 where float64 gives 1e-6). Batch norm in training mode on one image
+    without running statistics is the same normalisation, with native kernels for both formats;
+    a batch goes through image by image. ``tests/test_networks.py`` checks both formats against
+    a float64 reference.
     """
 
     def __init__(self, channels: int) -> None:

@@ -146,6 +146,11 @@ class StepModules:
     autocast: torch.autocast
 
 
+def tensor_layout(config: TrainConfig) -> torch.memory_format:
+    """The memory format of the networks and the batches: ``train.channels_last`` or NCHW."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
 def autocast(precision: str, device: torch.device) -> torch.autocast:
     """The autocast context for ``train.precision`` (disabled for fp32)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -239,9 +244,8 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
     discriminators = Discriminators(config.model)
     init_weights(translator, init_generator)
     init_weights(discriminators, init_generator)
-    memory_format = torch.channels_last if config.train.channels_last else torch.preserve_format
-    translator.to(device, memory_format=memory_format)
-    discriminators.to(device, memory_format=memory_format)
+    translator.to(device, memory_format=tensor_layout(config.train))
+    discriminators.to(device, memory_format=tensor_layout(config.train))
     check_precision(config.train.precision, device)
 
     def adam(module: nn.Module) -> torch.optim.Adam:
@@ -466,8 +470,6 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
     data_seconds = 0.0
     modules: StepModules | None = None
-    memory_format = (torch.channels_last if config.train.channels_last
-                     else torch.contiguous_format)
     stop = False
     collapsed: set[str] = set()
 
@@ -493,7 +495,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     for group in optimizer.param_groups:
                         group["lr"] = config.train.lr * phase.lr_factor
                 real = {domain: images.to(device, non_blocking=True,
-                                          memory_format=memory_format)
+                                          memory_format=tensor_layout(config.train))
                         for domain, images in (("a", real_a), ("b", real_b))}
                 terms = training_step(state, modules, real, phase, config.train.cycle_weight)
                 state.step += 1
