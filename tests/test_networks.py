@@ -9,6 +9,7 @@ from aggan.config import ModelConfig
 from aggan.networks import (
     AttentionNet,
     InstanceNorm,
+    NarrowConv2d,
     PatchDiscriminator,
     ResnetGenerator,
     Translator,
@@ -120,9 +121,33 @@ def test_instance_norm_matches_float64_reference(batch: int, channels_last: bool
             out = layer(x)
             weight, bias = layer.weight, layer.bias
         out.backward(upstream.to(dtype).contiguous(memory_format=format_))
+        assert out.is_contiguous(memory_format=format_)
         return [out.double(), x.grad.double(), weight.grad.double(), bias.grad.double()]
 
     expected = run(torch.float64, torch.contiguous_format, reference=True)
     actual = run(torch.float32, layout, reference=False)
     for got, want in zip(actual, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("kernel", "out_channels"), [(7, 3), (7, 1), (1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_narrow_conv_equals_plain_conv(kernel: int, out_channels: int,
+                                       channels_last: bool) -> None:
+    """The output layers' transposed-conv form: same values and gradients as ``nn.Conv2d``."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    generator = torch.Generator().manual_seed(0)
+    narrow = NarrowConv2d(8, out_channels, kernel)
+    plain = torch.nn.Conv2d(8, out_channels, kernel, padding=kernel // 2)
+    plain.load_state_dict(narrow.state_dict())
+    images = torch.randn(2, 8, 20, 12, generator=generator).contiguous(memory_format=layout)
+    upstream = torch.randn(2, out_channels, 20, 12, generator=generator)
+
+    def run(conv: torch.nn.Conv2d) -> list[torch.Tensor]:
+        x = images.clone().requires_grad_()
+        out = conv(x)
+        out.backward(upstream)
+        return [out.detach(), x.grad, conv.weight.grad, conv.bias.grad]
+
+    for got, want in zip(run(narrow), run(plain), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
