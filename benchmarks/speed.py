@@ -55,8 +55,9 @@ from aggan.train import (
 )
 from aggan.translate import translate_tensor
 
-# Option sets: config overrides of the default run. "plain": contiguous (NCHW) tensors, as
-# before the speed work. (Adam's variants are timed on their own: adam_step_ms.)
+# Option sets: config overrides of the default run. "plain": contiguous (NCHW) tensors, the
+# layout before the speed work; the layout-independent changes (fused Adam, the narrow output
+# convs) apply to it too. (Adam's variants are timed on their own: adam_step_ms.)
 OPTIONS: dict[str, dict[str, Any]] = {
     "plain": {"channels_last": False, "precision": "fp32"},
     "default": {},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from aggan.networks import (
     PatchDiscriminator,
     ResnetGenerator,
     Translator,
+    UpsampledConv2d,
     composite,
     init_weights,
 )
@@ -151,3 +154,32 @@ def test_narrow_conv_equals_plain_conv(kernel: int, out_channels: int,
 
     for got, want in zip(run(narrow), run(plain), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsampled_conv_equals_upsample_then_conv(kernel: int, channels_last: bool) -> None:
+    """The attention's upsampling layers as one transposed conv: same values and gradients."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    generator = torch.Generator().manual_seed(0)
+    fused = UpsampledConv2d(6, 5, kernel)
+    torch.nn.init.normal_(fused.bias, generator=generator)
+    images = torch.randn(2, 6, 9, 7, generator=generator).contiguous(memory_format=layout)
+    upstream = torch.randn(2, 5, 18, 14, generator=generator)
+
+    def run(forward: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        x = images.clone().requires_grad_()
+        fused.zero_grad()
+        out = forward(x)
+        out.backward(upstream)
+        return [out.detach(), x.grad, fused.weight.grad.clone(), fused.bias.grad.clone()]
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        upsampled = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return torch.nn.functional.conv2d(upsampled, fused.weight, fused.bias,
+                                          padding=kernel // 2)
+
+    got = run(fused)
+    assert got[0].shape == (2, 5, 18, 14) and got[0].is_contiguous(memory_format=layout)
+    for actual, want in zip(got, run(reference), strict=True):
+        torch.testing.assert_close(actual, want, rtol=1e-5, atol=1e-5)

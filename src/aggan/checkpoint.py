@@ -27,7 +27,7 @@ from aggan.images import atomic_write
 from aggan.networks import Translator
 from aggan.schedule import Schedule
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LATEST = "latest.pt"
 REQUIRED_KEYS = ("format_version", "config", "schedule", "step", "translator")
 
