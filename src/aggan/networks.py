@@ -128,14 +128,15 @@ class UpsampledConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
         super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
-        # Output row 2i + phase, conv tap r reads input row i + (phase + r - padding) // 2,
-        # which the transposed conv reaches through its tap phase + crop - 2 * offset.
-        reads = [(phase, r, (phase + r - kernel // 2) // 2) for phase in (0, 1)
-                 for r in range(kernel)]
-        self.crop = max(2 * offset - phase for phase, _, offset in reads)
-        taps = torch.zeros(2 * self.crop + 2, kernel)
-        for phase, r, offset in reads:
-            taps[phase + self.crop - 2 * offset, r] += 1
+        # The transposed conv (stride 2, padding p = kernel // 2) gives output row o the input
+        # row m through its tap o + p - 2m; the conv's tap r of output row o reads upsampled
+        # row o + r - p, which is input row m = (o + r - p) // 2: transposed tap
+        # 2p - r + (o + r - p) % 2, one of 2p + 2, and only the parity of o matters.
+        p = kernel // 2
+        taps = torch.zeros(2 * p + 2, kernel)
+        for parity in (0, 1):
+            for r in range(kernel):
+                taps[2 * p - r + (parity + r - p) % 2, r] = 1
         self.register_buffer("taps", taps, persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
@@ -144,7 +145,7 @@ class UpsampledConv2d(nn.Conv2d):
                   else torch.contiguous_format)
         return nn.functional.conv_transpose2d(
             images, weight.contiguous(memory_format=layout), self.bias, stride=2,
-            padding=self.crop)
+            padding=self.padding[0])
 
 
 def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1,
@@ -168,6 +169,8 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        # In place on the norm's fresh output (its backward does not need it): two
+        # activation-sized buffers fewer per block, same sum.
         return self.body(x).add_(x).relu_()
 
 

@@ -244,8 +244,9 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
     discriminators = Discriminators(config.model)
     init_weights(translator, init_generator)
     init_weights(discriminators, init_generator)
-    translator.to(device, memory_format=tensor_layout(config.train))
-    discriminators.to(device, memory_format=tensor_layout(config.train))
+    layout = tensor_layout(config.train)
+    translator.to(device, memory_format=layout)
+    discriminators.to(device, memory_format=layout)
     check_precision(config.train.precision, device)
 
     def adam(module: nn.Module) -> torch.optim.Adam:
@@ -470,6 +471,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
     data_seconds = 0.0
     modules: StepModules | None = None
+    layout = tensor_layout(config.train)
     stop = False
     collapsed: set[str] = set()
 
@@ -495,7 +497,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     for group in optimizer.param_groups:
                         group["lr"] = config.train.lr * phase.lr_factor
                 real = {domain: images.to(device, non_blocking=True,
-                                          memory_format=tensor_layout(config.train))
+                                          memory_format=layout)
                         for domain, images in (("a", real_a), ("b", real_b))}
                 terms = training_step(state, modules, real, phase, config.train.cycle_weight)
                 state.step += 1
