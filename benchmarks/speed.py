@@ -41,18 +41,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from aggan import distributed
+from aggan.checkpoint import TrainState, build_state
 from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
-from aggan.device import resolve_device
+from aggan.device import resolve_device, tensor_layout
+from aggan.losses import loss_weights
 from aggan.schedule import Phase
-from aggan.train import (
-    StepModules,
-    TrainState,
-    build_state,
-    step_modules,
-    tensor_layout,
-    training_step,
-)
+from aggan.step import StepModules, step_modules, training_step
 from aggan.translate import translate_tensor
 
 # Option sets: config overrides of the default run. "plain": contiguous (NCHW) tensors, the
@@ -154,13 +149,13 @@ def prepared_step(config: RunConfig, device: torch.device
     """Fresh state and step modules, and a closure that runs one training step in ``PHASE`` on
     fixed random batches of the config's size, laid out as training lays them out."""
     state = build_state(config, device)
-    modules = step_modules(state, PHASE, distributed.Context(), device, config.train)
+    modules = step_modules(state, PHASE, distributed.Context(), device, config.train,
+                           loss_weights(config.train))
     size, batch = config.data.size_px, config.train.batch_size
     generator = torch.Generator().manual_seed(0)
     real = {domain: (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(
         device, memory_format=tensor_layout(config.train)) for domain in ("a", "b")}
-    return state, modules, lambda: training_step(state, modules, real, PHASE,
-                                                 config.train.cycle_weight)
+    return state, modules, lambda: training_step(state, modules, real, PHASE)
 
 
 def train_worker(option: str, size: int, batch: int, device: torch.device, warmup: int,

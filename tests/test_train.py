@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from aggan import distributed
-from aggan.checkpoint import load_checkpoint
+from aggan.checkpoint import build_state, load_checkpoint
 from aggan.config import build_config
+from aggan.device import tensor_layout
 from aggan.errors import AgganError
+from aggan.losses import loss_weights
 from aggan.schedule import Phase
-from aggan.train import build_state, step_modules, tensor_layout, train, training_step
+from aggan.step import step_modules, training_step
+from aggan.train import train
 from conftest import tiny_layer
 
 
@@ -87,8 +90,8 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     switched = Phase(lr_factor=1, tau=0.6, use_attention=True, train_attention=False,
                      normalize_discriminator=False)
     modules = step_modules(state, switched, distributed.Context(), torch.device("cpu"),
-                           tiny_config.train)
-    training_step(state, modules, real, switched, cycle_weight=10)
+                           tiny_config.train, loss_weights(tiny_config.train))
+    training_step(state, modules, real, switched)
     first_input, normalize = seen[0]  # the generator's a2b adversarial term
     hidden = (mask_a < 0.6).expand_as(first_input)
     assert hidden.any(), "the tau test needs some masked-out pixels"
@@ -98,8 +101,8 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     before = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
                    normalize_discriminator=True)
     modules = step_modules(state, before, distributed.Context(), torch.device("cpu"),
-                           tiny_config.train)
-    training_step(state, modules, real, before, cycle_weight=10)
+                           tiny_config.train, loss_weights(tiny_config.train))
+    training_step(state, modules, real, before)
     assert all(n for _, n in seen)
     assert (seen[0][0] != 0).float().mean() > 0.99  # tau 0: the whole image
 
@@ -146,12 +149,13 @@ def _steps_and_outputs(layer: dict, steps: int = 3) -> tuple[list[dict], dict[st
     config = build_config(layer)
     device = torch.device("cpu")
     state = build_state(config, device)
-    modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config.train)
+    modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config.train,
+                           loss_weights(config.train))
     layout = tensor_layout(config.train)
     generator = torch.Generator().manual_seed(1)
     batches = [{d: (torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1).contiguous(
         memory_format=layout) for d in "ab"} for _ in range(steps)]
-    terms = [training_step(state, modules, real, SPEED_PHASE, 10.0) for real in batches]
+    terms = [training_step(state, modules, real, SPEED_PHASE) for real in batches]
     probe = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     with torch.no_grad():
         translated, mask = state.translator(probe, "a2b")

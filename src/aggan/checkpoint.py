@@ -1,12 +1,15 @@
-"""Checkpoints: one file holds everything a resume or a translation needs.
+"""The training state and its checkpoint format, in one place.
 
-Layout of the dict (tensors and plain types only, so loading with ``weights_only=True`` never runs
-code from the file):
+A checkpoint is one file that holds everything a resume or a translation needs, as a dict of
+tensors and plain types only, so that loading with ``weights_only=True`` never runs code from
+the file:
 
-- ``format_version``, ``config`` (the resolved RunConfig as a dict), ``schedule``, ``step``;
+- ``format_version``, ``aggan_version``, ``config`` (the resolved RunConfig as a dict),
+  ``schedule`` (its points in steps), ``step``, ``best_kid_x100``;
 - ``translator`` (generators and attention networks), ``discriminators``;
-- ``optimizer_generators``, ``optimizer_discriminators``;
-- ``pools`` (history pools with their generators' states).
+- ``optimizer_generators``, ``optimizer_discriminators``, ``scaler_generators``,
+  ``scaler_discriminators`` (loss scaling, used in fp16 only);
+- ``pools``: every rank's history pools with their generators' states, keyed by rank.
 
 Files are written to a temp file and renamed, so ``latest.pt`` is always a complete checkpoint.
 """
@@ -14,26 +17,138 @@ Files are written to a temp file and renamed, so ``latest.pt`` is always a compl
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from aggan.config import RunConfig, from_dict
+from aggan import __version__, distributed
+from aggan.config import RunConfig, from_dict, to_dict
+from aggan.device import check_precision, tensor_layout
 from aggan.errors import AgganError
 from aggan.images import atomic_write
-from aggan.networks import Translator
+from aggan.networks import DIRECTIONS, Discriminators, Translator, init_weights
+from aggan.pool import HistoryPool
 from aggan.schedule import Schedule
 
 FORMAT_VERSION = 2
 LATEST = "latest.pt"
+BEST = "best.pt"  # the checkpoint with the lowest KID during training
 REQUIRED_KEYS = ("format_version", "config", "schedule", "step", "translator")
+
+# --- The training state ----------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training; exactly what a checkpoint holds."""
+
+    translator: Translator
+    discriminators: Discriminators
+    optimizer_generators: torch.optim.Adam  # generators and attention networks
+    optimizer_discriminators: torch.optim.Adam
+    pools: dict[str, HistoryPool]  # keyed by direction: fakes of the target domain
+    # Loss scaling for fp16, one per optimizer; pass-throughs at other precisions.
+    scaler_generators: torch.amp.GradScaler
+    scaler_discriminators: torch.amp.GradScaler
+    step: int = 0
+    best_kid_x100: float = math.inf
+
+
+def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> TrainState:
+    """Fresh networks (seeded init, the same on every rank), optimizers and this rank's pools."""
+    init_generator = torch.Generator().manual_seed(config.train.seed)
+    translator = Translator(config.model)
+    discriminators = Discriminators(config.model)
+    init_weights(translator, init_generator)
+    init_weights(discriminators, init_generator)
+    layout = tensor_layout(config.train)
+    translator.to(device, memory_format=layout)
+    discriminators.to(device, memory_format=layout)
+    check_precision(config.train.precision, device)
+
+    def adam(module: nn.Module) -> torch.optim.Adam:
+        # One fused kernel for all parameters instead of one small loop per tensor.
+        return torch.optim.Adam(module.parameters(), lr=config.train.lr,
+                                betas=(config.train.adam_beta1, config.train.adam_beta2),
+                                fused=True)
+
+    def scaler() -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+
+    return TrainState(
+        translator=translator,
+        discriminators=discriminators,
+        optimizer_generators=adam(translator),
+        optimizer_discriminators=adam(discriminators),
+        pools={direction: HistoryPool(config.train.pool_size,
+                                      seed=(config.train.seed * 2 + i + 1) * 1000 + rank)
+               for i, direction in enumerate(DIRECTIONS)},
+        scaler_generators=scaler(),
+        scaler_discriminators=scaler(),
+    )
+
+
+# --- Writing ---------------------------------------------------------------------------------
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
+
+
+def schedule_dict(schedule: Schedule) -> dict[str, Any]:
+    return dataclasses.asdict(schedule)
+
+
+def checkpoint_dict(state: TrainState, config: RunConfig, schedule: Schedule,
+                    pools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint; ``pools`` holds every rank's pools, in rank order."""
+    return {
+        "best_kid_x100": state.best_kid_x100,
+        "format_version": FORMAT_VERSION,
+        "aggan_version": __version__,
+        "config": to_dict(config),
+        "schedule": schedule_dict(schedule),
+        "step": state.step,
+        "translator": state.translator.state_dict(),
+        "discriminators": state.discriminators.state_dict(),
+        "optimizer_generators": state.optimizer_generators.state_dict(),
+        "optimizer_discriminators": state.optimizer_discriminators.state_dict(),
+        "pools": {str(rank): rank_pools for rank, rank_pools in enumerate(pools)},
+        "scaler_generators": state.scaler_generators.state_dict(),
+        "scaler_discriminators": state.scaler_discriminators.state_dict(),
+    }
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    """Writes ``checkpoint`` to ``path`` atomically."""
+    atomic_write(path, lambda temp: torch.save(checkpoint, temp))
+
+
+def save_training_checkpoint(state: TrainState, config: RunConfig, schedule: Schedule,
+                             run_dir: Path, names: Sequence[str],
+                             context: distributed.Context) -> None:
+    """Writes the state as ``checkpoints/<name>`` for each name (``step-NNNNNNN.pt``,
+    ``latest.pt``, ``best.pt``), each complete. A collective: every rank hands over its pools
+    and rank 0 writes."""
+    pools = distributed.gather(context, {d: pool.state_dict() for d, pool in state.pools.items()})
+    if context.is_main:
+        checkpoint = checkpoint_dict(state, config, schedule, pools)
+        for name in names:
+            save_checkpoint(checkpoint, checkpoint_dir(run_dir) / name)
+
+
+def step_file(step: int) -> str:
+    return f"step-{step:07d}.pt"
+
+
+# --- Reading ---------------------------------------------------------------------------------
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -46,11 +161,6 @@ def resolve_checkpoint(path: Path) -> Path:
     if not path.is_file():
         raise AgganError(f"--checkpoint: {path} does not exist")
     return path
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Writes ``state`` to ``path`` atomically."""
-    atomic_write(path, lambda temp: torch.save(state, temp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -92,6 +202,41 @@ def load_state(module: torch.nn.Module, state: dict[str, Any], path: Path, what:
         raise AgganError(f"checkpoint {path}: its {what} do not fit this model ({first})") from None
 
 
+def check_resumable(saved_config: RunConfig, config: RunConfig, path: Path) -> None:
+    """Architecture and image size are fixed for the life of a run."""
+    for section, field_names in (("model", None), ("data", ("size_px",))):
+        saved_section, section_now = getattr(saved_config, section), getattr(config, section)
+        for field in dataclasses.fields(saved_section):
+            if field_names is not None and field.name not in field_names:
+                continue
+            was, now = getattr(saved_section, field.name), getattr(section_now, field.name)
+            if was != now:
+                raise AgganError(f"--resume: {path} was trained with {section}.{field.name}="
+                                 f"{was!r}, not {now!r}")
+
+
+def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
+                  device: torch.device, rank: int = 0) -> None:
+    """Restores a checkpoint; this rank's pools where the checkpoint has them (a run resumed with
+    more processes than it was saved from starts the extra ranks' pools empty)."""
+    load_state(state.translator, saved["translator"], path, "networks")
+    load_state(state.discriminators, saved["discriminators"], path, "discriminators")
+    try:
+        state.optimizer_generators.load_state_dict(saved["optimizer_generators"])
+        state.optimizer_discriminators.load_state_dict(saved["optimizer_discriminators"])
+        for direction, pool in state.pools.items():
+            if str(rank) in saved["pools"]:
+                pool.load_state_dict(saved["pools"][str(rank)][direction], device)
+        # Empty unless the run trained in fp16; a precision change starts a fresh scale.
+        for name in ("scaler_generators", "scaler_discriminators"):
+            if saved.get(name) and getattr(state, name).is_enabled():
+                getattr(state, name).load_state_dict(saved[name])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
+    state.step = int(saved["step"])
+    state.best_kid_x100 = float(saved.get("best_kid_x100", math.inf))
+
+
 def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunConfig, bool]:
     """The translator of a checkpoint (file or run folder), ready for inference.
 
@@ -110,7 +255,3 @@ def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunCo
     # (benchmarks/README.md).
     return (translator.to(device, memory_format=torch.channels_last).eval(), config,
             use_attention)
-
-
-def schedule_dict(schedule: Schedule) -> dict[str, Any]:
-    return dataclasses.asdict(schedule)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aggan import __version__
-from aggan.config import build_config, parse_assignment, read_config_file, to_dict
+from aggan.config import VARIANTS, build_config, parse_assignment, read_config_file, to_dict
 from aggan.errors import AgganError
 
 logger = logging.getLogger("aggan")
@@ -52,7 +52,8 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, help="images per domain per step")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, help="seed of init, data order and pools")
-    parser.add_argument("--variant", choices=("aggan", "no-attention-d", "cyclegan"))
+    parser.add_argument("--variant", choices=tuple(VARIANTS), help="; ".join(
+        f"{name}: {spec.summary}" for name, spec in VARIANTS.items()))
     parser.add_argument("--attention-kernels", choices=("paper", "official-1x1"))
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
@@ -195,24 +196,8 @@ def _setup_file_log(run_dir: Path) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def format_metrics(metrics: dict[str, dict[str, Any]]) -> str:
-    """A table of ground-truth metrics, one column per direction."""
-    rows = [("mask IoU", "mask_iou", "{:.3f}"),
-            ("background PSNR (dB)", "background_psnr_db", "{:.2f}"),
-            ("truth PSNR (dB)", "truth_psnr_db", "{:.2f}"),
-            ("identity truth PSNR (dB)", "identity_truth_psnr_db", "{:.2f}"),
-            ("mean mask inside objects", "mask_inside", "{:.3f}"),
-            ("mean mask outside objects", "mask_outside", "{:.3f}"),
-            ("collapsed", "collapsed", "{}")]
-    directions = list(metrics)
-    lines = [f"{'metric':<28}" + "".join(f"{d:>10}" for d in directions)]
-    for label, key, fmt in rows:
-        lines.append(f"{label:<28}" + "".join(f"{fmt.format(metrics[d][key]):>10}"
-                                              for d in directions))
-    return "\n".join(lines)
-
-
 def _run_train(args: argparse.Namespace) -> int:
+    from aggan.metrics.table import metrics_table
     from aggan.train import train
 
     config = resolve_train_config(args)
@@ -238,7 +223,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if (args.out / "gallery_a2b.png").is_file():
         print(f"gallery: {args.out}/gallery_a2b.png, {args.out}/gallery_b2a.png")
     if result.metrics:
-        print(format_metrics(result.metrics))
+        print(metrics_table(result.metrics))
         collapsed = [d for d, m in result.metrics.items() if m["collapsed"]]
         if collapsed:
             print(f"warning: attention collapsed in {', '.join(collapsed)}: the output is the "

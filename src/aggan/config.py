@@ -22,18 +22,35 @@ from typing import Any, Literal
 
 from aggan.errors import AgganError
 
-Variant = Literal["aggan", "no-attention-d", "cyclegan"]
 AttentionKernels = Literal["paper", "official-1x1"]
 Precision = Literal["fp32", "bf16", "fp16"]
+Variant = str  # a key of VARIANTS
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a model variant has; the networks, the schedule and the CLI read it from here."""
+
+    attention: bool  # attention networks; without them the mask is 1 everywhere
+    switch: bool  # the switch to the attention-guided discriminator (else holistic throughout)
+    summary: str
+
+
+# The method and the paper's two ablations. A new variant is one row.
+VARIANTS: dict[str, VariantSpec] = {
+    "aggan": VariantSpec(attention=True, switch=True, summary="the method"),
+    "no-attention-d": VariantSpec(attention=True, switch=False,
+                                  summary="holistic discriminator throughout (no switch)"),
+    "cyclegan": VariantSpec(attention=False, switch=False,
+                            summary="no attention (mask fixed at 1)"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Architecture. Fixed for the life of a run: resume refuses to change it."""
 
-    # aggan: the method; no-attention-d: holistic discriminator throughout (no switch);
-    # cyclegan: no attention at all (mask fixed at 1). The paper's ablations.
-    variant: Variant = "aggan"
+    variant: Variant = "aggan"  # a key of VARIANTS
     # Kernels of the three attention convs after upsampling: "paper" = 3x3, 3x3, 7x7 as intended;
     # "official-1x1" = 1x1, 1x1, 1x1 as the released code's argument-order bug made them.
     attention_kernels: AttentionKernels = "paper"
@@ -43,6 +60,9 @@ class ModelConfig:
     discriminator_width: int = 64  # channels of the first PatchGAN conv
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise AgganError(f"model.variant: {self.variant!r} is not one of "
+                             f"{', '.join(VARIANTS)}")
         for name in ("generator_width", "generator_blocks", "attention_width",
                      "discriminator_width"):
             if getattr(self, name) < 1:

@@ -1,9 +1,11 @@
-"""Device selection from the ``--device`` flag."""
+"""Where and how tensors compute: the device from ``--device``, the memory layout and the
+precision of training."""
 
 from __future__ import annotations
 
 import torch
 
+from aggan.config import TrainConfig
 from aggan.errors import AgganError
 
 
@@ -32,3 +34,24 @@ def resolve_device(name: str) -> torch.device:
         raise AgganError(f"--device: unsupported device {name!r} (use auto, cpu, cuda, cuda:N "
                          "or mps)")
     return device
+
+
+def tensor_layout(config: TrainConfig) -> torch.memory_format:
+    """The memory format of the networks and the batches: ``train.channels_last`` or NCHW."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context for ``train.precision`` (disabled for fp32)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 trains only on CUDA; bf16 where the device has it."""
+    if precision == "fp16" and device.type != "cuda":
+        raise AgganError(f"train.precision=fp16 needs a CUDA device, not {device} (bf16 works "
+                         "on CPUs and GPUs)")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise AgganError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no "
+                         "bfloat16; use fp16")

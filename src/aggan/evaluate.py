@@ -29,6 +29,7 @@ from aggan.images import atomic_write, list_images, read_image, write_png
 from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
+from aggan.metrics.table import metric_rows, metrics_table
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
 from aggan.translate import translate_tensor
 
@@ -143,28 +144,8 @@ def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
     return report
 
 
-def metrics_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) rows of one direction's metrics, for the console and the report."""
-    rows = [("FID", f"{metrics['fid']:.2f} ({metrics['real_images']} real, "
-                    f"{metrics['fake_images']} translated)"),
-            ("KID x100", f"{metrics['kid_x100_mean']:.2f} ± {metrics['kid_x100_std']:.2f} "
-                         f"({metrics['kid_subsets']} subsets of {metrics['kid_subset_size']})")]
-    truth = metrics.get("ground_truth")
-    if truth:
-        rows += [("mask IoU", f"{truth['mask_iou']:.3f}"),
-                 ("background PSNR", f"{truth['background_psnr_db']:.2f} dB"),
-                 ("truth PSNR", f"{truth['truth_psnr_db']:.2f} dB (identity "
-                                f"{truth['identity_truth_psnr_db']:.2f} dB)"),
-                 ("collapsed", str(truth["collapsed"]))]
-    return rows
-
-
 def format_report(report: dict[str, Any]) -> str:
-    lines = []
-    for direction, metrics in report["directions"].items():
-        lines.append(f"{direction}:")
-        lines += [f"  {label:<16}{value}" for label, value in metrics_rows(metrics)]
-    return "\n".join(lines)
+    return metrics_table(report["directions"])
 
 
 def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionResult]) -> None:
@@ -184,8 +165,8 @@ def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionR
         "<table class='metrics'><tr><th>metric</th>"
         + "".join(f"<th>{esc(d)}</th>" for d in report["directions"]) + "</tr>",
     ]
-    labels = [label for label, _ in metrics_rows(next(iter(report["directions"].values())))]
-    values = {d: dict(metrics_rows(m)) for d, m in report["directions"].items()}
+    labels = [label for label, _ in metric_rows(next(iter(report["directions"].values())))]
+    values = {d: dict(metric_rows(m)) for d, m in report["directions"].items()}
     for label in labels:
         parts.append(f"<tr><td>{esc(label)}</td>"
                      + "".join(f"<td>{esc(values[d].get(label, ''))}</td>" for d in values)
@@ -204,37 +185,6 @@ def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionR
     parts.append("</body></html>")
     page = "\n".join(parts) + "\n"
     atomic_write(out_dir / "index.html", lambda temp: temp.write_text(page))
-
-
-class KidDuringTraining:
-    """KID x100 of a fixed subset of test images, for picking the best step of a run.
-
-    The real features of each target domain are computed once; each measurement translates the
-    same ``count`` source images (whole, at their size) and extracts their features.
-    """
-
-    def __init__(self, data: DataConfig, count: int, inception: InceptionFeatures) -> None:
-        self.inception = inception
-        self.inputs: dict[Direction, list[Tensor]] = {}
-        self.real_features: dict[Direction, Tensor] = {}
-        for direction in DIRECTIONS:
-            inputs = open_test_domain(data, source_domain(direction))
-            reals = open_test_domain(data, target_domain(direction))
-            if inputs is None or reals is None:
-                raise AgganError(f"train.kid_every_steps needs testA/ and testB/ in {data.root}")
-            self.inputs[direction] = [inputs.load(i) for i in range(min(count, len(inputs)))]
-            self.real_features[direction] = inception.extract(
-                reals.load(i) for i in range(min(count, len(reals))))
-
-    def measure(self, translator: Translator, use_attention: bool) -> dict[str, float]:
-        values = {}
-        for direction in DIRECTIONS:
-            fakes = (translate_tensor(translator, image[None], direction, use_attention)[0][0]
-                     for image in self.inputs[direction])
-            scores = fid_kid(self.real_features[direction], self.inception.extract(fakes))
-            values[f"metrics/kid_x100_{direction}"] = scores.kid_x100_mean
-        values["metrics/kid_x100_mean"] = sum(values.values()) / len(DIRECTIONS)
-        return values
 
 
 def parse_directions(value: str) -> tuple[Direction, ...]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from aggan.config import ModelConfig
+from aggan.config import VARIANTS, ModelConfig
 
 Direction = Literal["a2b", "b2a"]
 DIRECTIONS: tuple[Direction, Direction] = ("a2b", "b2a")
@@ -301,7 +301,7 @@ class Translator(nn.Module):
             d: ResnetGenerator(width=config.generator_width, blocks=config.generator_blocks)
             for d in DIRECTIONS})
         self.attention: nn.ModuleDict | None = None
-        if config.variant != "cyclegan":
+        if VARIANTS[config.variant].attention:
             self.attention = nn.ModuleDict({
                 domain: AttentionNet(width=config.attention_width,
                                      kernels=config.attention_kernels)

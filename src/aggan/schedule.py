@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aggan.config import TrainConfig, Variant
+from aggan.config import VARIANTS, TrainConfig, Variant
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class Schedule:
         else:
             decay_steps = max(self.total_steps - self.decay_start_step, 1)
             lr_factor = max(0.0, (self.total_steps - step) / decay_steps)
-        has_attention = self.variant != "cyclegan"
-        use_attention = has_attention and step >= self.attention_warmup_steps
+        use_attention = (VARIANTS[self.variant].attention
+                         and step >= self.attention_warmup_steps)
         switched = self.switch_step is not None and step >= self.switch_step
         return Phase(lr_factor=lr_factor, tau=self.tau if switched else 0.0,
                      use_attention=use_attention, train_attention=use_attention and not switched,
@@ -55,7 +55,7 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
 
     Args:
         config: the training config.
-        variant: ``aggan`` switches; ``no-attention-d`` and ``cyclegan`` never do.
+        variant: a key of ``VARIANTS``: whether it has attention and a switch.
         images_per_epoch: max(|A|, |B|) (an epoch, as in the paper).
         world_size: processes training data-parallel; a step consumes batch_size x world_size
             images of each domain.
@@ -78,7 +78,7 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
         decay_start_step=point(config.decay_start_epoch, config.decay_start_step),
         attention_warmup_steps=point(config.attention_warmup_epoch, config.attention_warmup_step),
         switch_step=(point(config.switch_epoch, config.switch_step)
-                     if variant == "aggan" else None),
+                     if VARIANTS[variant].switch else None),
         tau=config.tau,
         variant=variant,
     )

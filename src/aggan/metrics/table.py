@@ -1,0 +1,74 @@
+"""Every metric aggan reports, in one table (StyleGAN3's registry, as rows).
+
+The evaluate report, the console tables of ``train`` and ``evaluate`` and the KID monitor
+during training all read this table; a new metric is one row here and its computation where
+its ``source`` is computed (``fid_kid`` for ``inception``, ``groundtruth`` for
+``ground_truth``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # in one direction's metrics (metrics.json)
+    label: str
+    show: Callable[[Mapping[str, Any]], str]  # the value as text, from one direction's metrics
+    source: Literal["inception", "ground_truth"]
+    monitor: bool = False  # also measured during training (train.kid_every_steps)
+
+
+def _number(key: str, spec: str, unit: str = "") -> Callable[[Mapping[str, Any]], str]:
+    return lambda values: f"{values[key]:{spec}}{unit}"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("fid", "FID", lambda m: f"{m['fid']:.2f} ({m['real_images']} real, "
+                                   f"{m['fake_images']} translated)", "inception"),
+    Metric("kid_x100_mean", "KID x100",
+           lambda m: f"{m['kid_x100_mean']:.2f} ± {m['kid_x100_std']:.2f} "
+                     f"({m['kid_subsets']} subsets of {m['kid_subset_size']})",
+           "inception", monitor=True),
+    Metric("mask_iou", "mask IoU", _number("mask_iou", ".3f"), "ground_truth"),
+    Metric("background_psnr_db", "background PSNR", _number("background_psnr_db", ".2f", " dB"),
+           "ground_truth"),
+    Metric("truth_psnr_db", "truth PSNR", _number("truth_psnr_db", ".2f", " dB"),
+           "ground_truth"),
+    Metric("identity_truth_psnr_db", "identity truth PSNR",
+           _number("identity_truth_psnr_db", ".2f", " dB"), "ground_truth"),
+    Metric("mask_inside", "mean mask inside objects", _number("mask_inside", ".3f"),
+           "ground_truth"),
+    Metric("mask_outside", "mean mask outside objects", _number("mask_outside", ".3f"),
+           "ground_truth"),
+    Metric("collapsed", "collapsed", lambda m: str(m["collapsed"]), "ground_truth"),
+)
+MONITORED = tuple(metric for metric in METRICS if metric.monitor)
+
+
+def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) for each metric that one direction's ``metrics`` holds; ground-truth
+    metrics may sit directly in it (training) or under ``ground_truth`` (evaluate)."""
+    truth = metrics.get("ground_truth", metrics)
+    rows = []
+    for metric in METRICS:
+        values = metrics if metric.source == "inception" else truth
+        if metric.key in values:
+            rows.append((metric.label, metric.show(values)))
+    return rows
+
+
+def metrics_table(by_direction: Mapping[str, Mapping[str, Any]]) -> str:
+    """A console table: one row per metric, one column per direction."""
+    rows = {direction: dict(metric_rows(values)) for direction, values in by_direction.items()}
+    labels = [label for label, _ in metric_rows(next(iter(by_direction.values())))]
+    width = max(len(label) for label in labels) + 2
+    columns = max(len(value) for values in rows.values() for value in values.values()) + 2
+    lines = [f"{'metric':<{width}}" + "".join(f"{d:>{columns}}" for d in rows)]
+    lines += [f"{label:<{width}}" + "".join(f"{values.get(label, ''):>{columns}}"
+                                            for values in rows.values())
+              for label in labels]
+    return "\n".join(lines)
