@@ -18,16 +18,16 @@ from conftest import tiny_layer
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
-    train(build_config(tiny_layer(steps=4, checkpoint_every_steps=2, attention_warmup_step=8)),
-          run_dir, progress=False,
-          tensorboard=False)
+    config = build_config(tiny_layer(steps=12, checkpoint_every_steps=2, attention_warmup_step=8,
+                                     switch_step=10))
+    train(config, run_dir, stop_at_step=4, progress=False, tensorboard=False)
     return run_dir
 
 
 def test_translator_loads_from_folder_or_file(trained_run: Path) -> None:
     translator, config, use_attention = load_translator(trained_run, torch.device("cpu"))
     assert config.model.generator_width == 8 and not translator.training
-    assert not use_attention  # the run ended inside its warm-up: mask fixed at 1
+    assert not use_attention  # the run stopped inside its warm-up: mask fixed at 1
     again, _, _ = load_translator(trained_run / "checkpoints" / "step-0000002.pt",
                                   torch.device("cpu"))
     assert again.generators["a2b"].layers[0].weight.shape == (8, 3, 7, 7)

@@ -56,8 +56,9 @@ def test_train_translate_and_data_commands(tiny_run: Path, tmp_path: Path,
                            tmp_path / "syn" / "testB", "--out", tmp_path / "out",
                            "--direction", "b2a", "--device", "cpu", "--batch-size", "2")
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "testB_00000.png", "testB_00000_mask.png", "testB_00001.png", "testB_00001_mask.png"]
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")) == [
+        "masks", "masks/testB_00000.png", "masks/testB_00001.png", "testB_00000.png",
+        "testB_00001.png"]
 
 
 def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],

@@ -39,6 +39,7 @@ def test_layers_later_wins_and_set_parses_json() -> None:
     ({"model": {"variant": "unet"}}, "model.variant"),
     ({"data": {"size_px": 30}}, "--size"),
     ({"data": {"flip": 1}}, "data.flip"),
+    ({"train": {"cycle_weight": 0}}, "train.cycle_weight"),
 ])
 def test_bad_values_name_the_field(layer: dict, named: str) -> None:
     with pytest.raises(AgganError, match=named.replace(".", r"\.")):

@@ -73,3 +73,24 @@ def test_evaluate_flag_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--real and --fake go together" in capsys.readouterr().err
     assert main(["evaluate", "--real", str(tmp_path / "x"), "--fake", str(tmp_path)]) == 2
     assert "--real" in capsys.readouterr().err
+
+
+def test_evaluate_scores_what_translate_wrote_and_refuses_masks(
+        learned_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's workflow: translate a folder, then score the output folder. Only the
+    translations are scored; a folder with masks beside the images is refused, not scored."""
+    data = tmp_path / "synthetic"
+    write_dataset(data, size_px=48, train_images=1, test_images=5, seed=0)
+    out = tmp_path / "out"
+    assert main(["translate", "--checkpoint", str(learned_run), "--input", str(data / "testA"),
+                 "--out", str(out), "--direction", "a2b", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--real", str(data / "testB"), "--fake", str(out),
+                 "--no-cache"]) == 0
+    assert "(5 real, 5 fake)" in capsys.readouterr().out
+    (out / "testA_00000_mask.png").write_bytes((out / "masks" / "testA_00000.png").read_bytes())
+    assert main(["evaluate", "--real", str(data / "testB"), "--fake", str(out),
+                 "--no-cache"]) == 2
+    error = capsys.readouterr().err
+    assert "--fake" in error and "mixes images and attention masks" in error
+    assert len(error.strip().splitlines()) == 1

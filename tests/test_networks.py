@@ -14,10 +14,13 @@ from aggan.networks import (
     NarrowConv2d,
     PatchDiscriminator,
     ResnetGenerator,
+    SameConv2d,
+    SameConvTranspose2d,
     Translator,
     UpsampledConv2d,
     composite,
     init_weights,
+    same_padding,
 )
 
 
@@ -35,25 +38,138 @@ def test_generator_and_attention_keep_size_and_range(height: int, width: int) ->
         assert mask.min() >= 0 and mask.max() <= 1
 
 
-def test_default_architecture_matches_released_code() -> None:
-    generator = ResnetGenerator()
-    convs = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs[0].out_channels == 32 and convs[0].kernel_size == (7, 7)
-    assert sum(1 for m in generator.modules() if type(m).__name__ == "ResidualBlock") == 9
-    paper = AttentionNet(kernels="paper")
-    official = AttentionNet(kernels="official-1x1")
-    kernel_sizes = [m.kernel_size for m in paper.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert kernel_sizes[-3:] == [(3, 3), (3, 3), (7, 7)]
-    kernel_sizes = [m.kernel_size for m in official.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert kernel_sizes[-3:] == [(1, 1), (1, 1), (1, 1)]
-    first = next(m for m in paper.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.stride == (2, 2) and first.kernel_size == (7, 7)
+# Each layer of the released networks at 256 x 256: (where in the released model.py, kind,
+# kernel, stride, padding mode, padding (top, bottom, left, right), output (C, H, W)). Read from
+# AlamiMejjati/Unsupervised-Attention-guided-Image-to-Image-Translation, model.py at commit
+# 862b4074 (with layers.py: general_conv2d's kernel and stride are its f_w and s_w). A "same" pad
+# is TensorFlow's SAME: at stride 2 on an even size nothing top/left, one pixel bottom/right. For
+# a transposed conv the padding is what SAME crops from its full (2n + 1)-pixel output. "up2" is
+# a nearest 2x upsampling before the conv, whose padding applies to the upsampled image.
+ZEROS_1 = ("zeros", (1, 1, 1, 1))
+SAME_S2 = ("zeros", (0, 1, 0, 1))
+RELEASED_GENERATOR = [
+    ("L182-186 c1", "conv", 7, 1, "zeros", (3, 3, 3, 3), (32, 256, 256)),
+    ("L188-189 c2", "conv", 3, 2, *SAME_S2, (64, 128, 128)),
+    ("L191-192 c3", "conv", 3, 2, *SAME_S2, (128, 64, 64)),
+    *[(f"L{194 + block} r{block} {conv} (L145-151, CONSTANT)", "conv", 3, 1, *ZEROS_1,
+       (128, 64, 64)) for block in range(1, 10) for conv in ("c1", "c2")],
+    ("L205-207 c4", "transposed", 3, 2, *SAME_S2, (64, 128, 128)),
+    ("L209-211 c5", "transposed", 3, 2, *SAME_S2, (32, 256, 256)),
+    ("L213-214 c6", "conv", 7, 1, "zeros", (3, 3, 3, 3), (3, 256, 256)),
+]
+RELEASED_ATTENTION = [
+    ("L107-110 c1", "conv", 7, 2, "reflect", (3, 3, 3, 3), (32, 128, 128)),
+    ("L111-112 c2", "conv", 3, 2, *SAME_S2, (64, 64, 64)),
+    ("L114 r1 c1 (L166-169, REFLECT)", "conv", 3, 1, "reflect", (1, 1, 1, 1), (64, 64, 64)),
+    ("L114 r1 c2 (L170-172, REFLECT)", "conv", 3, 1, "reflect", (1, 1, 1, 1), (64, 64, 64)),
+    # The intended 3x3, 3x3, 7x7 with the commented-out reflect pads of L119, L125, L128.
+    ("L117-120 up1 c4", "up2 conv", 3, 1, "reflect", (1, 1, 1, 1), (64, 128, 128)),
+    ("L123-126 up2 c5", "up2 conv", 3, 1, "reflect", (1, 1, 1, 1), (32, 256, 256)),
+    ("L128-130 c6", "conv", 7, 1, "reflect", (3, 3, 3, 3), (1, 256, 256)),
+]
+# As the code runs: the argument-order bug makes c4, c5, c6 1x1 (VALID, nothing to pad).
+RELEASED_ATTENTION_1X1 = [*RELEASED_ATTENTION[:4],
+                          ("L117-120 up1 c4", "up2 conv", 1, 1, "zeros", (0, 0, 0, 0),
+                           (64, 128, 128)),
+                          ("L123-126 up2 c5", "up2 conv", 1, 1, "zeros", (0, 0, 0, 0),
+                           (32, 256, 256)),
+                          ("L128-130 c6", "conv", 1, 1, "zeros", (0, 0, 0, 0), (1, 256, 256))]
+RELEASED_DISCRIMINATOR = [
+    ("L230-235 c1", "conv", 4, 2, "zeros", (2, 2, 2, 2), (64, 129, 129)),
+    ("L237-241 c2", "conv", 4, 2, "zeros", (2, 2, 2, 2), (128, 65, 65)),
+    ("L243-247 c3", "conv", 4, 2, "zeros", (2, 2, 2, 2), (256, 33, 33)),
+    ("L249-253 c4", "conv", 4, 1, "zeros", (2, 2, 2, 2), (512, 34, 34)),
+    ("L255-259 c5", "conv", 4, 1, "zeros", (2, 2, 2, 2), (1, 35, 35)),
+]
 
 
-@pytest.mark.parametrize("size", [32, 64, 256])
-def test_patch_discriminator_shape(size: int) -> None:
+def _geometry(network: torch.nn.Module, size: int = 256) -> list[tuple]:
+    """(kind, kernel, stride, padding mode, (top, bottom, left, right), output (C, H, W)) of
+    every convolution, in the order they run, from the modules and their inputs' shapes."""
+    rows: list[tuple] = []
+    pending_pad: list[tuple] = []
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        height, width = inputs[0].shape[-2:]
+        if isinstance(module, torch.nn.ReflectionPad2d):
+            left, right, top, bottom = module.padding
+            pending_pad.append(("reflect", (top, bottom, left, right)))
+            return
+        kernel, stride = module.kernel_size[0], module.stride[0]
+        if isinstance(module, SameConv2d):
+            mode = "zeros"
+            pads = (*same_padding(height, kernel, stride), *same_padding(width, kernel, stride))
+        elif isinstance(module, SameConvTranspose2d):
+            mode = "zeros"  # what SAME crops from the full output
+            before_h = same_padding(stride * height, kernel, stride)[0]
+            before_w = same_padding(stride * width, kernel, stride)[0]
+            full_h, full_w = (height - 1) * stride + kernel, (width - 1) * stride + kernel
+            pads = (before_h, full_h - output.shape[-2] - before_h,
+                    before_w, full_w - output.shape[-1] - before_w)
+        else:
+            mode = module.padding_mode if module.padding[0] else "zeros"
+            pads = (module.padding[0],) * 4
+        if pending_pad:
+            mode, pads = pending_pad.pop()
+            assert module.padding[0] == 0
+        kind = {SameConvTranspose2d: "transposed", UpsampledConv2d: "up2 conv"}.get(
+            type(module), "conv")
+        stride = 1 if kind == "up2 conv" else stride
+        rows.append((kind, kernel, stride, mode, pads, tuple(output.shape[1:])))
+
+    handles = [m.register_forward_hook(hook) for m in network.modules()
+               if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d
+                             | torch.nn.ReflectionPad2d)]
+    with torch.no_grad():
+        network(torch.zeros(1, 3, size, size))
+    for handle in handles:
+        handle.remove()
+    return rows
+
+
+@pytest.mark.parametrize(("network", "released"), [
+    (lambda: ResnetGenerator(), RELEASED_GENERATOR),
+    (lambda: AttentionNet(kernels="paper"), RELEASED_ATTENTION),
+    (lambda: AttentionNet(kernels="official-1x1"), RELEASED_ATTENTION_1X1),
+    (lambda: PatchDiscriminator(), RELEASED_DISCRIMINATOR),
+], ids=["generator", "attention", "attention-1x1", "discriminator"])
+def test_layers_match_the_released_geometry(network: Callable[[], torch.nn.Module],
+                                            released: list[tuple]) -> None:
+    ours = _geometry(network())
+    assert len(ours) == len(released)
+    for row, (where, *expected) in zip(ours, released, strict=True):
+        assert row == tuple(expected), where
+
+
+def test_same_conv_pads_like_tensorflow() -> None:
+    """SAME at stride 2: the window of output pixel o starts at input pixel 2o (TensorFlow),
+    not 2o - 1 (PyTorch's padding=1)."""
+    conv = SameConv2d(2, 3, 3, stride=2)
+    images = torch.randn(1, 2, 8, 6)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(images, (0, 1, 0, 1)),
+                                          conv.weight, conv.bias, stride=2)
+    torch.testing.assert_close(conv(images), expected)
+    shifted = torch.nn.functional.conv2d(images, conv.weight, conv.bias, stride=2, padding=1)
+    assert not torch.allclose(conv(images), shifted)
+    assert same_padding(7, 3, 2) == (1, 1)  # odd sizes pad both sides, as TensorFlow does
+
+
+def test_same_transposed_conv_keeps_the_first_rows_like_tensorflow() -> None:
+    conv = SameConvTranspose2d(2, 3, 3, stride=2)
+    images = torch.randn(1, 2, 4, 5)
+    full = torch.nn.functional.conv_transpose2d(images, conv.weight, conv.bias, stride=2)
+    assert full.shape[-2:] == (9, 11)
+    torch.testing.assert_close(conv(images), full[..., :8, :10])
+    pytorch_style = torch.nn.functional.conv_transpose2d(
+        images, conv.weight, conv.bias, stride=2, padding=1, output_padding=1)
+    assert not torch.allclose(conv(images), pytorch_style)
+    layout = images.contiguous(memory_format=torch.channels_last)
+    assert conv(layout).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(("size", "side"), [(32, 7), (64, 11), (256, 35)])
+def test_patch_discriminator_shape(size: int, side: int) -> None:
     scores = PatchDiscriminator(width=8)(torch.zeros(1, 3, size, size))
-    side = size // 8 - 2
     assert scores.shape == (1, 1, side, side)
 
 
@@ -74,6 +190,7 @@ def test_init_statistics() -> None:
     scales = torch.cat([m.weight.detach() for m in generator.modules()
                         if isinstance(m, torch.nn.InstanceNorm2d)])
     assert abs(float(scales.mean()) - 1) < 0.01
+    assert (scales - 1).abs().max() <= 0.04 + 1e-7  # truncated at 2 std, as released
 
 
 def test_composite_only_changes_attended_region() -> None:
@@ -133,15 +250,17 @@ def test_instance_norm_matches_float64_reference(batch: int, channels_last: bool
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(("kernel", "out_channels"), [(7, 3), (7, 1), (1, 1)])
+@pytest.mark.parametrize(("kernel", "out_channels", "padding_mode"),
+                         [(7, 3, "zeros"), (7, 1, "reflect"), (7, 1, "zeros"), (1, 1, "reflect")])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_narrow_conv_equals_plain_conv(kernel: int, out_channels: int,
+def test_narrow_conv_equals_plain_conv(kernel: int, out_channels: int, padding_mode: str,
                                        channels_last: bool) -> None:
     """The output layers' transposed-conv form: same values and gradients as ``nn.Conv2d``."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(0)
-    narrow = NarrowConv2d(8, out_channels, kernel)
-    plain = torch.nn.Conv2d(8, out_channels, kernel, padding=kernel // 2)
+    narrow = NarrowConv2d(8, out_channels, kernel, padding_mode=padding_mode)
+    plain = torch.nn.Conv2d(8, out_channels, kernel, padding=kernel // 2,
+                            padding_mode=padding_mode)
     plain.load_state_dict(narrow.state_dict())
     images = torch.randn(2, 8, 20, 12, generator=generator).contiguous(memory_format=layout)
     upstream = torch.randn(2, out_channels, 20, 12, generator=generator)
@@ -156,13 +275,18 @@ def test_narrow_conv_equals_plain_conv(kernel: int, out_channels: int,
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", [1, 3, 7])
+@pytest.mark.parametrize(("kernel", "padding_mode"),
+                         [(1, "zeros"), (3, "zeros"), (7, "zeros"), (1, "reflect"),
+                          (3, "reflect")])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_upsampled_conv_equals_upsample_then_conv(kernel: int, channels_last: bool) -> None:
-    """The attention's upsampling layers as one transposed conv: same values and gradients."""
+def test_upsampled_conv_equals_upsample_then_conv(kernel: int, padding_mode: str,
+                                                  channels_last: bool) -> None:
+    """The attention's upsampling layers as one transposed conv: same values and gradients as
+    upsampling, padding (zeros, or reflect as the released code's commented lines) and a
+    VALID conv."""
     layout = torch.channels_last if channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(0)
-    fused = UpsampledConv2d(6, 5, kernel)
+    fused = UpsampledConv2d(6, 5, kernel, padding_mode=padding_mode)
     torch.nn.init.normal_(fused.bias, generator=generator)
     images = torch.randn(2, 6, 9, 7, generator=generator).contiguous(memory_format=layout)
     upstream = torch.randn(2, 5, 18, 14, generator=generator)
@@ -176,8 +300,9 @@ def test_upsampled_conv_equals_upsample_then_conv(kernel: int, channels_last: bo
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         upsampled = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-        return torch.nn.functional.conv2d(upsampled, fused.weight, fused.bias,
-                                          padding=kernel // 2)
+        mode = "constant" if padding_mode == "zeros" else padding_mode
+        padded = torch.nn.functional.pad(upsampled, (kernel // 2,) * 4, mode=mode)
+        return torch.nn.functional.conv2d(padded, fused.weight, fused.bias)
 
     got = run(fused)
     assert got[0].shape == (2, 5, 18, 14) and got[0].is_contiguous(memory_format=layout)

@@ -21,6 +21,32 @@ def test_pool_returns_new_images_while_filling_then_mixes() -> None:
     assert any(v >= 100 for v in returned)
 
 
+def _stored(pool: HistoryPool) -> list[float]:
+    return [float(image[0, 0, 0]) for image in pool.images]
+
+
+def test_full_pool_swaps_half_the_time_and_keeps_the_new_image() -> None:
+    """Once full, each query either returns the new image and leaves the pool as it was, or
+    returns a stored image (with its mask) and stores the new one in its place; the swap
+    happens with probability 1/2 (CycleGAN's pool)."""
+    pool = HistoryPool(4, seed=7)
+    for value in range(4):
+        pool.query(*_batch(float(value)))
+    swaps, queries = 0, 2000
+    for i in range(queries):
+        new = 100.0 + i
+        before = _stored(pool)
+        image, mask = pool.query(*_batch(new))
+        returned, after = float(image[0, 0, 0, 0]), _stored(pool)
+        assert torch.equal(image[:, :1], mask)
+        if returned == new:
+            assert after == before
+        else:
+            swaps += 1
+            assert returned in before and returned not in after
+            assert [b if a == new else a for a, b in zip(after, before, strict=True)] == before
+            assert after.count(new) == 1
+    assert 0.47 < swaps / queries < 0.53
 def test_pool_images_keep_their_masks() -> None:
     pool = HistoryPool(2, seed=1)
     for i in range(30):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggan.config import TrainConfig
+from aggan.errors import AgganError
 from aggan.schedule import resolve_schedule
 
 
@@ -42,7 +43,9 @@ def test_explicit_steps_override_epochs() -> None:
 
 
 def test_batch_size_divides_the_epoch() -> None:
-    schedule = resolve_schedule(TrainConfig(batch_size=4, epochs=2), "aggan", images_per_epoch=10)
+    config = TrainConfig(batch_size=4, epochs=2, decay_start_epoch=1, attention_warmup_epoch=0.5,
+                         switch_epoch=1.2)
+    schedule = resolve_schedule(config, "aggan", images_per_epoch=10)
     assert schedule.steps_per_epoch == 3 and schedule.total_steps == 6
 
 
@@ -54,3 +57,34 @@ def test_variants() -> None:
     assert holistic.phase(99).train_attention
     cyclegan = resolve_schedule(config, "cyclegan", 10)
     assert not any(cyclegan.phase(s).use_attention for s in (0, 50, 99))
+
+
+@pytest.mark.parametrize(("variant", "fields", "message"), [
+    ("aggan", {"attention_warmup_epoch": 60.0, "switch_epoch": 60.0},
+     r"train\.attention_warmup_epoch=60\.0 does not end before train\.switch_epoch=60\.0: the "
+     r"attention would never train"),
+    ("aggan", {"steps": 100, "attention_warmup_step": 70, "switch_step": 50},
+     r"train\.attention_warmup_step=70 does not end before train\.switch_step=50"),
+    ("aggan", {"steps": 100, "attention_warmup_step": 0, "switch_step": 0},
+     r"attention_warmup_step=0 does not end before train\.switch_step=0"),
+    ("aggan", {"switch_epoch": 100.0}, r"train\.switch_epoch=100\.0 is not before the end of "
+     r"the run \(--epochs 100\.0\).*--variant no-attention-d"),
+    ("no-attention-d", {"steps": 10, "attention_warmup_step": 10},
+     r"train\.attention_warmup_step=10 does not end before the run does \(--steps 10\).*"
+     r"--variant cyclegan"),
+    ("aggan", {"tau": 0.0}, r"train\.tau=0 shows the discriminators the whole image"),
+    ("cyclegan", {"steps": 10, "decay_start_step": 11},
+     r"train\.decay_start_step=11 is after the end of the run \(--steps 10\)"),
+])
+def test_schedules_that_switch_off_a_part_of_the_method_are_refused(
+        variant: str, fields: dict, message: str) -> None:
+    with pytest.raises(AgganError, match=message):
+        resolve_schedule(TrainConfig(**fields), variant, images_per_epoch=10)
+
+
+def test_schedules_without_the_parts_a_variant_lacks_are_accepted() -> None:
+    # cyclegan has no attention and no switch; no-attention-d no switch; tau 0 is theirs.
+    resolve_schedule(TrainConfig(attention_warmup_epoch=100.0, tau=0.0), "cyclegan", 10)
+    resolve_schedule(TrainConfig(switch_epoch=100.0, tau=0.0), "no-attention-d", 10)
+    # The released code: no warm-up, switch at 30.
+    resolve_schedule(TrainConfig(attention_warmup_epoch=0, switch_epoch=30), "aggan", 10)

@@ -37,7 +37,7 @@ def test_real_photos_at_their_size(tmp_path: Path, translator: Translator) -> No
     for photo in photos:
         original = read_image(photo)
         output = read_image(tmp_path / f"{photo.stem}.png")
-        mask = Image.open(tmp_path / f"{photo.stem}_mask.png")
+        mask = Image.open(tmp_path / "masks" / f"{photo.stem}.png")
         assert output.shape == original.shape
         assert mask.mode == "L" and mask.size == (original.shape[2], original.shape[1])
 
@@ -53,7 +53,7 @@ def test_odd_sizes_from_real_photos(tmp_path: Path, translator: Translator, heig
     translate_paths(translator, [tmp_path / "odd.jpg"], "b2a", tmp_path / "out",
                     use_attention=True)
     assert read_image(tmp_path / "out" / "odd.png").shape == (3, height, width)
-    assert read_image(tmp_path / "out" / "odd_mask.png").shape == (3, height, width)
+    assert read_image(tmp_path / "out" / "masks" / "odd.png").shape == (3, height, width)
 
 
 def test_mask_is_written_unscaled(translator: Translator) -> None:
@@ -103,3 +103,34 @@ def test_refuses_to_overwrite_inputs(tmp_path: Path, translator: Translator) -> 
     random_image(np.random.default_rng(0), 8, 8).save(tmp_path / "x.jpg")
     with pytest.raises(AgganError, match=r"x\.jpg"):
         translate_paths(translator, [tmp_path], "a2b", tmp_path / "out", use_attention=True)
+
+
+def test_translating_aggan_output_overwrites_nothing(tmp_path: Path,
+                                                    translator: Translator) -> None:
+    """A folder holding ``x.png`` and ``x_mask.png`` (what translate wrote before masks moved to
+    ``masks/``): every input gets its own translation and mask, none replaced by another's."""
+    rng = np.random.default_rng(0)
+    for name in ("x", "x_mask", "y", "y_mask", "z", "z_mask"):
+        random_image(rng, 16, 16).save(tmp_path / f"{name}.png")
+    written = translate_paths(translator, [tmp_path], "a2b", tmp_path / "out",
+                              use_attention=True)
+    assert len(written) == 6
+    files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
+    assert len(files) == 12
+    expected = translate_tensor(translator, read_image(tmp_path / "x.png")[None], "a2b", True)
+    assert torch.equal(read_image(tmp_path / "out" / "masks" / "x.png")[:1], expected[1][0])
+
+
+def test_refuses_outputs_that_collide(tmp_path: Path, translator: Translator) -> None:
+    """Every file translate writes is checked against the inputs and against each other."""
+    (tmp_path / "masks").mkdir()
+    random_image(np.random.default_rng(0), 8, 8).save(tmp_path / "masks" / "y.png")
+    random_image(np.random.default_rng(0), 8, 8).save(tmp_path / "x.jpg")
+    with pytest.raises(AgganError, match=r"would both write .*o/y\.png"):
+        translate_paths(translator, [tmp_path / "masks", tmp_path / "masks" / "y.png"], "a2b",
+                        tmp_path / "o", use_attention=True)
+    # Into the inputs' own folder, y's mask would land on the input masks/y.png.
+    with pytest.raises(AgganError, match=r"writing .*masks/y\.png would overwrite the input"):
+        translate_paths(translator, [tmp_path / "x.jpg", tmp_path / "masks" / "y.png"], "a2b",
+                        tmp_path, use_attention=True)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.png").exists()

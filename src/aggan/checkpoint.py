@@ -37,7 +37,7 @@ from aggan.networks import DIRECTIONS, Discriminators, Translator, init_weights
 from aggan.pool import HistoryPool
 from aggan.schedule import Schedule
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 LATEST = "latest.pt"
 BEST = "best.pt"  # the checkpoint with the lowest KID during training
 REQUIRED_KEYS = ("format_version", "config", "schedule", "step", "translator")

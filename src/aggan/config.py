@@ -174,6 +174,9 @@ class TrainConfig:
                 raise AgganError(f"{name} must be at least 1, got {value}")
         if self.epochs <= 0:
             raise AgganError(f"--epochs must be positive, got {self.epochs}")
+        if self.cycle_weight <= 0:
+            raise AgganError(f"train.cycle_weight must be positive (the cycle loss is the "
+                             f"method's), got {self.cycle_weight}")
         if self.lr <= 0:
             raise AgganError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.tau <= 1:

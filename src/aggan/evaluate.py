@@ -31,7 +31,7 @@ from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.table import metric_rows, metrics_table
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
-from aggan.translate import translate_tensor
+from aggan.translate import MASKS, translate_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
         if out_dir is not None:
             name = inputs.name(index)
             files = {"input": f"{direction}/inputs/{name}.png",
-                     "mask": f"{direction}/{name}_mask.png",
+                     "mask": f"{direction}/{MASKS}/{name}.png",
                      "translation": f"{direction}/{name}.png",
                      "overlay": f"{direction}/overlays/{name}.png"}
             write_png(image, out_dir / files["input"])
@@ -123,6 +123,18 @@ def evaluate_checkpoint(checkpoint: Path, data_root: str | None,
     return report
 
 
+def check_no_masks(paths: list[Path], flag: str) -> None:
+    """Refuses a folder that holds attention masks beside images (``x.png`` and
+    ``x_mask.png``, as earlier versions of translate wrote them): scoring masks as images
+    gives a wrong FID and KID without any warning."""
+    stems = {path.stem for path in paths}
+    for path in paths:
+        if path.stem.endswith("_mask") and path.stem.removesuffix("_mask") in stems:
+            raise AgganError(f"{flag}: {path.parent} mixes images and attention masks ({path.name} "
+                             f"beside {path.stem.removesuffix('_mask')}); move the masks out "
+                             f"(aggan translate writes them to {MASKS}/)")
+
+
 def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
                      cache_dir: Path | None, out_dir: Path | None) -> dict[str, Any]:
     """FID and KID between two folders of images, both cached."""
@@ -133,6 +145,7 @@ def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
         paths = list_images(folder)
         if not paths:
             raise AgganError(f"{flag}: {folder} holds no images")
+        check_no_masks(paths, flag)
         features.append(cached_features(
             files_identity(paths), len(paths), inception.sha1, cache_dir,
             lambda paths=paths: inception.extract(read_image(p) for p in paths)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,13 +103,3 @@ def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> 
 def to_float(images: Tensor) -> Tensor:
     """uint8 -> float32 in [-1, 1]."""
     return images.float() / 127.5 - 1.0
-
-
-def check_unique_stems(paths: Iterable[Path]) -> None:
-    """Refuses inputs whose outputs would overwrite each other (``x.jpg`` and ``x.png``)."""
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in seen:
-            raise AgganError(f"{seen[path.stem]} and {path} would both write {path.stem}.png; "
-                             "rename one or translate them separately")
-        seen[path.stem] = path

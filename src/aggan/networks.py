@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from aggan.config import VARIANTS, ModelConfig
 
@@ -104,30 +105,44 @@ class NarrowConv2d(nn.Conv2d):
     unmeasured) it stays the plain conv.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
-        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
+    def __init__(self, in_channels: int, out_channels: int, kernel: int,
+                 padding_mode: str = "zeros") -> None:
+        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2,
+                         padding_mode=padding_mode)
 
     def forward(self, images: Tensor) -> Tensor:
         if images.device.type != "cpu":
             return super().forward(images)
-        return nn.functional.conv_transpose2d(
-            images, self.weight.flip(2, 3).transpose(0, 1), self.bias,
-            padding=self.kernel_size[0] - 1 - self.padding[0])
+        padding = self.padding[0]
+        if self.padding_mode != "zeros" and padding:
+            images = F.pad(images, (padding,) * 4, mode=self.padding_mode)
+            padding = 0
+        return F.conv_transpose2d(images, self.weight.flip(2, 3).transpose(0, 1), self.bias,
+                                  padding=self.kernel_size[0] - 1 - padding)
 
 
 class UpsampledConv2d(nn.Conv2d):
-    """Nearest-neighbour 2x upsampling, then a stride-1 conv with zero padding: one module.
+    """Nearest-neighbour 2x upsampling, then a stride-1 conv padded by kernel // 2 (zeros or
+    reflect): one module.
 
     Every output pixel of that pair reads the small input through a 2x2 (kernel 3) or 1x1
     (kernel 1) window whose taps are sums of the conv's taps, so the pair is one stride-2
     transposed conv on the small input with a kernel built from the conv's weight: the same
     function and parameters, 16/36 of the multiply-adds, no upsampled copy. Forward and
     backward of the attention's 64 -> 32 conv at 256 px: 106 ms upsampled, 25 ms in this form
-    (measured, CPU, channels-last).
+    (measured, CPU, channels-last). Reflect-padding the upsampled image by one pixel repeats its
+    edge pixel, which is upsampling the input with its edge repeated: so with reflect padding
+    the input is edge-padded by one pixel and the transposed conv crops two more upsampled
+    pixels on each side. (Kernels up to 3: a wider reflection is not an upsampled padding.)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int) -> None:
-        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2)
+    def __init__(self, in_channels: int, out_channels: int, kernel: int,
+                 padding_mode: str = "zeros") -> None:
+        if padding_mode not in ("zeros", "reflect") or (padding_mode == "reflect"
+                                                        and kernel > 3):
+            raise ValueError(f"UpsampledConv2d: padding {padding_mode!r} with kernel {kernel}")
+        super().__init__(in_channels, out_channels, kernel, padding=kernel // 2,
+                         padding_mode=padding_mode)
         # The transposed conv (stride 2, padding p = kernel // 2) gives output row o the input
         # row m through its tap o + p - 2m; the conv's tap r of output row o reads upsampled
         # row o + r - p, which is input row m = (o + r - p) // 2: transposed tap
@@ -143,28 +158,71 @@ class UpsampledConv2d(nn.Conv2d):
         weight = torch.einsum("tr,oirc,uc->iotu", self.taps, self.weight, self.taps)
         layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
                   else torch.contiguous_format)
-        return nn.functional.conv_transpose2d(
-            images, weight.contiguous(memory_format=layout), self.bias, stride=2,
-            padding=self.padding[0])
+        crop = self.padding[0]
+        if self.padding_mode == "reflect" and crop:
+            images = F.pad(images, (1, 1, 1, 1), mode="replicate")
+            crop += 2
+        return F.conv_transpose2d(images, weight.contiguous(memory_format=layout), self.bias,
+                                  stride=2, padding=crop)
 
 
-def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1,
-                    padding_mode: str = "zeros") -> list[nn.Module]:
-    return [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, padding_mode=padding_mode),
-        InstanceNorm(out_ch),
-        nn.ReLU(inplace=True),
-    ]
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``SAME`` padding of one dimension (before, after): the output has
+    ceil(size / stride) pixels, and an odd total puts the extra pixel after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A conv with TensorFlow's ``SAME`` zero padding, as the released code's stride-2 convs
+    have: at an even size and stride 2 nothing goes top and left and one pixel bottom and right,
+    where PyTorch's ``padding=1`` pads both sides and samples every other pixel one pixel
+    earlier (a shift of one pixel against the released graph)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride, padding=0)
+
+    def forward(self, images: Tensor) -> Tensor:
+        (kernel, _), (stride, _) = self.kernel_size, self.stride
+        top, bottom = same_padding(images.shape[-2], kernel, stride)
+        left, right = same_padding(images.shape[-1], kernel, stride)
+        return super().forward(F.pad(images, (left, right, top, bottom)))
+
+
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed conv with TensorFlow's ``SAME`` output: ``stride`` x the input's size, taken
+    from the full output starting at row and column ``same_padding``'s before (0 for kernel 3,
+    stride 2: the first 2n of 2n + 1 rows; PyTorch's ``padding=1, output_padding=1`` keeps the
+    last 2n, a shift of one pixel)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride, padding=0)
+
+    def forward(self, images: Tensor) -> Tensor:  # type: ignore[override]
+        (kernel, _), (stride, _) = self.kernel_size, self.stride
+        height, width = (stride * size for size in images.shape[-2:])
+        top = same_padding(height, kernel, stride)[0]
+        left = same_padding(width, kernel, stride)[0]
+        full = super().forward(images)
+        layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+                  else torch.contiguous_format)
+        return full[..., top:top + height, left:left + width].contiguous(memory_format=layout)
+
+
+def _norm_relu(channels: int) -> list[nn.Module]:
+    return [InstanceNorm(channels), nn.ReLU(inplace=True)]
 
 
 class ResidualBlock(nn.Module):
-    """conv3-IN-ReLU-conv3-IN, skip add, then ReLU (released code; CycleGAN has no final ReLU)."""
+    """pad 1, conv3, IN, ReLU, pad 1, conv3, IN, skip add, then ReLU (released code; CycleGAN
+    has no final ReLU). The generator's blocks pad with zeros, the attention's by reflection."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, padding_mode: str) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *_conv_norm_relu(channels, channels, 3, padding_mode="reflect"),
-            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding_mode),
+            *_norm_relu(channels),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode=padding_mode),
             InstanceNorm(channels),
         )
 
@@ -175,7 +233,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """F: image in [-1, 1] -> image in [-1, 1], same size.
+    """F: image in [-1, 1] -> image in [-1, 1], same size (``build_generator_resnet_9blocks``).
 
     Args:
         width: channels of the first conv (released code: 32, half of CycleGAN's 64).
@@ -186,17 +244,18 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         w = width
         self.layers = nn.Sequential(
-            *_conv_norm_relu(3, w, 7),
-            *_conv_norm_relu(w, 2 * w, 3, stride=2),
-            *_conv_norm_relu(2 * w, 4 * w, 3, stride=2),
-            *[ResidualBlock(4 * w) for _ in range(blocks)],
-            nn.ConvTranspose2d(4 * w, 2 * w, 3, stride=2, padding=1, output_padding=1),
-            InstanceNorm(2 * w),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * w, w, 3, stride=2, padding=1, output_padding=1),
-            InstanceNorm(w),
-            nn.ReLU(inplace=True),
-            NarrowConv2d(w, 3, 7),
+            nn.Conv2d(3, w, 7, padding=3),  # zero pad 3, VALID
+            *_norm_relu(w),
+            SameConv2d(w, 2 * w, 3, stride=2),
+            *_norm_relu(2 * w),
+            SameConv2d(2 * w, 4 * w, 3, stride=2),
+            *_norm_relu(4 * w),
+            *[ResidualBlock(4 * w, padding_mode="zeros") for _ in range(blocks)],
+            SameConvTranspose2d(4 * w, 2 * w, 3, stride=2),
+            *_norm_relu(2 * w),
+            SameConvTranspose2d(2 * w, w, 3, stride=2),
+            *_norm_relu(w),
+            NarrowConv2d(w, 3, 7),  # SAME at stride 1: zero pad 3 on each side
             nn.Tanh(),
         )
 
@@ -206,11 +265,12 @@ class ResnetGenerator(nn.Module):
 
 
 class AttentionNet(nn.Module):
-    """A: image in [-1, 1] -> one-channel mask in [0, 1], same size.
+    """A: image in [-1, 1] -> one-channel mask in [0, 1], same size (``autoenc_upsample``).
 
     Args:
         width: channels of the first conv.
-        kernels: ``"paper"`` for the intended 3x3, 3x3, 7x7 convs after upsampling;
+        kernels: ``"paper"`` for the intended 3x3, 3x3, 7x7 convs after upsampling, with the
+            reflect padding (1, 1, 3) of the released code's commented-out lines;
             ``"official-1x1"`` for the released code's 1x1 convs (an argument-order bug there).
     """
 
@@ -224,17 +284,15 @@ class AttentionNet(nn.Module):
         self.layers = nn.Sequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(3, w, 7, stride=2, padding=0),
-            InstanceNorm(w),
-            nn.ReLU(inplace=True),
-            *_conv_norm_relu(w, 2 * w, 3, stride=2),
-            ResidualBlock(2 * w),
-            UpsampledConv2d(2 * w, 2 * w, k1),
-            InstanceNorm(2 * w),
-            nn.ReLU(inplace=True),
-            UpsampledConv2d(2 * w, w, k2),
-            InstanceNorm(w),
-            nn.ReLU(inplace=True),
-            NarrowConv2d(w, 1, k3),
+            *_norm_relu(w),
+            SameConv2d(w, 2 * w, 3, stride=2),
+            *_norm_relu(2 * w),
+            ResidualBlock(2 * w, padding_mode="reflect"),
+            UpsampledConv2d(2 * w, 2 * w, k1, padding_mode="reflect"),
+            *_norm_relu(2 * w),
+            UpsampledConv2d(2 * w, w, k2, padding_mode="reflect"),
+            *_norm_relu(w),
+            NarrowConv2d(w, 1, k3, padding_mode="reflect"),
             nn.Sigmoid(),
         )
 
@@ -244,7 +302,8 @@ class AttentionNet(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """70 x 70 PatchGAN: image -> (N, 1, h, w) raw least-squares scores.
+    """70 x 70 PatchGAN: image -> (N, 1, h, w) raw least-squares scores; zero padding 2 before
+    every conv as released (35 x 35 scores at 256 px).
 
     Instance norm follows the first four convs until the switch epoch; ``normalize=False`` skips
     it afterwards, because the zeros outside the hard mask would dominate its statistics.
@@ -256,9 +315,9 @@ class PatchDiscriminator(nn.Module):
         channels = [3, w, 2 * w, 4 * w, 8 * w]
         strides = [2, 2, 2, 1]
         self.convs = nn.ModuleList(
-            nn.Conv2d(channels[i], channels[i + 1], 4, strides[i], padding=1) for i in range(4))
+            nn.Conv2d(channels[i], channels[i + 1], 4, strides[i], padding=2) for i in range(4))
         self.norms = nn.ModuleList(InstanceNorm(c) for c in channels[1:])
-        self.head = nn.Conv2d(8 * w, 1, 4, stride=1, padding=1)
+        self.head = nn.Conv2d(8 * w, 1, 4, stride=1, padding=2)
 
     def forward(self, images: Tensor, normalize: bool = True) -> Tensor:
         x = images
@@ -266,20 +325,20 @@ class PatchDiscriminator(nn.Module):
             x = conv(x)
             if normalize:
                 x = norm(x)
-            x = nn.functional.leaky_relu(x, 0.2)
+            x = F.leaky_relu(x, 0.2)
         return self.head(x)
 
 
 def init_weights(module: nn.Module, generator: torch.Generator | None = None) -> None:
-    """The released code's init: conv weights N(0, 0.02) truncated at 2 std, biases 0,
-    instance-norm scale N(1, 0.02) and offset 0."""
+    """The released code's init: conv weights N(0, 0.02) and instance-norm scales N(1, 0.02),
+    both truncated at 2 std (TensorFlow's truncated normal), biases and offsets 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             nn.init.trunc_normal_(m.weight, 0.0, 0.02, -0.04, 0.04, generator=generator)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.InstanceNorm2d) and m.affine:
-            nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+            nn.init.trunc_normal_(m.weight, 1.0, 0.02, 0.96, 1.04, generator=generator)
             nn.init.zeros_(m.bias)
 
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from aggan.config import VARIANTS, TrainConfig, Variant
+from aggan.errors import AgganError
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
         def point(epoch: float, step: int | None) -> int:
             return step if step is not None else round(epoch * steps_per_epoch)
 
-    return Schedule(
+    schedule = Schedule(
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         decay_start_step=point(config.decay_start_epoch, config.decay_start_step),
@@ -82,3 +83,40 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
         tau=config.tau,
         variant=variant,
     )
+    check_schedule(schedule, config)
+    return schedule
+
+
+def _named(config: TrainConfig, point: str) -> str:
+    """How the config gave a schedule point: ``train.switch_step=700`` or
+    ``train.switch_epoch=60.0``."""
+    step = getattr(config, f"{point}_step")
+    if step is not None:
+        return f"train.{point}_step={step}"
+    return f"train.{point}_epoch={getattr(config, f'{point}_epoch')}"
+
+
+def check_schedule(schedule: Schedule, config: TrainConfig) -> None:
+    """Refuses a schedule that would silently switch off a part of the method."""
+    variant = VARIANTS[schedule.variant]
+    length = (f"--steps {config.steps}" if config.steps is not None
+              else f"--epochs {config.epochs}")
+    if variant.attention and schedule.attention_warmup_steps >= schedule.total_steps:
+        raise AgganError(f"{_named(config, 'attention_warmup')} does not end before the run does "
+                         f"({length}): the attention would never be used (that is --variant "
+                         "cyclegan)")
+    if schedule.switch_step is not None:
+        if schedule.attention_warmup_steps >= schedule.switch_step:
+            raise AgganError(f"{_named(config, 'attention_warmup')} does not end before "
+                             f"{_named(config, 'switch')}: the attention would never train")
+        if schedule.switch_step >= schedule.total_steps:
+            raise AgganError(f"{_named(config, 'switch')} is not before the end of the run "
+                             f"({length}): the attention-guided discriminator would never be "
+                             "used (that is --variant no-attention-d)")
+        if schedule.tau == 0:
+            raise AgganError("train.tau=0 shows the discriminators the whole image after the "
+                             "switch: the attention-guided discriminator would never be used "
+                             "(that is --variant no-attention-d)")
+    if schedule.decay_start_step > schedule.total_steps:
+        raise AgganError(f"{_named(config, 'decay_start')} is after the end of the run "
+                         f"({length}): the learning rate would never decay")

@@ -1,7 +1,9 @@
 """Translating images of any size with a trained checkpoint.
 
-Each input ``x.jpg`` gives ``x.png`` (the translation, same width and height) and ``x_mask.png``
-(the attention mask, unscaled: 0 black, 1 white; the released code min-max stretched it). Inputs
+Each input ``x.jpg`` gives ``OUT/x.png`` (the translation, same width and height) and
+``OUT/masks/x.png`` (the attention mask, unscaled: 0 black, 1 white; the released code min-max
+stretched it), so that ``OUT`` holds translations alone and ``aggan evaluate --fake OUT`` scores
+them. Inputs
 are padded (reflect) to a multiple of 4 for the networks and cropped back. Consecutive inputs of
 the same size are batched.
 """
@@ -18,7 +20,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from aggan.errors import AgganError
-from aggan.images import check_unique_stems, list_images, read_image, to_float, to_uint8, write_png
+from aggan.images import list_images, read_image, to_float, to_uint8, write_png
 from aggan.networks import Direction, Translator
 
 logger = logging.getLogger(__name__)
@@ -40,12 +42,31 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
             paths.append(item)
         else:
             raise AgganError(f"--input: {item} does not exist")
-    check_unique_stems(paths)
     return paths
 
 
+MASKS = "masks"  # the subfolder of an output folder that holds the masks
+
+
 def output_paths(path: Path, out_dir: Path) -> tuple[Path, Path]:
-    return out_dir / f"{path.stem}.png", out_dir / f"{path.stem}_mask.png"
+    """Where the translation and the mask of input ``path`` go."""
+    return out_dir / f"{path.stem}.png", out_dir / MASKS / f"{path.stem}.png"
+
+
+def check_outputs(paths: Sequence[Path], out_dir: Path) -> None:
+    """Refuses a translation that would overwrite an input or write one file twice."""
+    inputs = {p.resolve(): p for p in paths}
+    written: dict[Path, Path] = {}
+    for path in paths:
+        for output in output_paths(path, out_dir):
+            resolved = output.resolve()
+            if resolved in inputs:
+                raise AgganError(f"--out {out_dir}: writing {output} would overwrite the input "
+                                 f"{inputs[resolved]}; choose another --out")
+            if resolved in written:
+                raise AgganError(f"{written[resolved]} and {path} would both write {output}; "
+                                 "rename one or translate them separately")
+            written[resolved] = path
 
 
 def pad_to_multiple(images: Tensor, multiple: int = MULTIPLE) -> Tensor:
@@ -102,12 +123,7 @@ def translate_paths(translator: Translator, inputs: Sequence[Path], direction: D
     if batch_size < 1:
         raise AgganError(f"--batch-size must be at least 1, got {batch_size}")
     paths = collect_inputs(inputs)
-    resolved_inputs = {p.resolve() for p in paths}
-    for path in paths:
-        for output in output_paths(path, out_dir):
-            if output.resolve() in resolved_inputs:
-                raise AgganError(f"--out {out_dir}: writing {output.name} would overwrite the "
-                                 "input of that name; choose another --out")
+    check_outputs(paths, out_dir)
     written = []
     with tqdm(total=len(paths), disable=not progress, unit="image") as bar:
         for group, images in _batches(paths, batch_size):

@@ -1,0 +1,129 @@
+"""One training step wired as the method says: which mask reaches which discriminator, which
+attention closes the cycle, what trains when. Each test compares against the method computed
+independently from the networks, so a mis-routed tensor fails it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from aggan import distributed
+from aggan.checkpoint import TrainState, build_state
+from aggan.config import RunConfig
+from aggan.losses import hard_mask, loss_weights
+from aggan.networks import composite
+from aggan.pool import HistoryPool
+from aggan.schedule import Phase
+from aggan.step import CycleForward, step_modules, training_step
+
+WARMED_UP = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
+                  normalize_discriminator=True)
+
+
+def _switched(tau: float) -> Phase:
+    return Phase(lr_factor=1, tau=tau, use_attention=True, train_attention=False,
+                 normalize_discriminator=False)
+
+
+def _state(config: RunConfig) -> TrainState:
+    state = build_state(config, torch.device("cpu"))
+    with torch.no_grad():  # two attention networks that clearly disagree
+        state.translator.attention["b"].layers[-2].bias += 1.5
+    return state
+
+
+def _real() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    return {d: torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1 for d in "ab"}
+
+
+def _step(state: TrainState, config: RunConfig, real: dict[str, torch.Tensor],
+          phase: Phase) -> list[tuple[str, torch.Tensor]]:
+    """Runs one step; returns (domain, input) of every discriminator call, in order."""
+    seen: list[tuple[str, torch.Tensor]] = []
+    original = state.discriminators.forward
+
+    def spy(images: torch.Tensor, domain: str, normalize: bool = True) -> torch.Tensor:
+        seen.append((domain, images.detach().clone()))
+        return original(images, domain, normalize)
+
+    state.discriminators.forward = spy  # type: ignore[method-assign]
+    modules = step_modules(state, phase, distributed.Context(), torch.device("cpu"),
+                           config.train, loss_weights(config.train))
+    training_step(state, modules, real, phase)
+    del state.discriminators.forward
+    return seen
+
+
+def test_real_images_are_judged_under_their_own_attention(tiny_config: RunConfig) -> None:
+    """After the switch D_T sees t * 1[A_T(t) >= tau] (not the source image's mask, not the
+    whole image) and the fake under its own mask 1[A_S(s) >= tau]."""
+    config = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, pool_size=0))
+    state, real = _state(config), _real()
+    with torch.no_grad():
+        fake_b, mask_a = state.translator(real["a"], "a2b")
+        fake_a, mask_b = state.translator(real["b"], "b2a")
+    tau = float(mask_b.median())  # half of t's pixels hidden
+    seen = _step(state, config, real, _switched(tau))
+    judged = dict(seen[-2:])  # the discriminators' update: real and pooled fake in one batch
+    expected_b = torch.cat([real["b"] * hard_mask(mask_b, tau), fake_b * hard_mask(mask_a, tau)])
+    expected_a = torch.cat([real["a"] * hard_mask(mask_a, tau), fake_a * hard_mask(mask_b, tau)])
+    torch.testing.assert_close(judged["b"], expected_b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(judged["a"], expected_a, rtol=0, atol=1e-6)
+    assert (judged["b"][0] == 0).float().mean() > 0.3  # the masking hid something
+
+
+def test_pooled_fakes_are_judged_under_the_mask_they_were_made_with(
+        tiny_config: RunConfig) -> None:
+    state, real = _state(tiny_config), _real()
+    stored_image = torch.full((1, 3, 32, 32), 0.7)
+    stored_mask = torch.zeros(1, 1, 32, 32)
+    stored_mask[..., :16] = 1  # left half attended
+    seed = next(s for s in range(100)  # a pool whose next draw hands out the stored fake
+                if torch.rand((), generator=torch.Generator().manual_seed(s)) < 0.5)
+    state.pools["a2b"] = HistoryPool(1, seed=0)
+    state.pools["a2b"].query(stored_image, stored_mask)
+    state.pools["a2b"].generator.manual_seed(seed)
+    seen = _step(state, tiny_config, real, _switched(0.5))
+    judged = dict(seen[-2:])
+    torch.testing.assert_close(judged["b"][1:], stored_image * stored_mask)
+
+
+def test_reconstruction_uses_the_attention_of_the_translated_image(
+        tiny_config: RunConfig) -> None:
+    """s'' = A_T(s') * F_T->S(s') + (1 - A_T(s')) * s'."""
+    translator = _state(tiny_config).translator
+    real = _real()
+    with torch.no_grad():
+        fake, mask, cycled = CycleForward(translator)(real["a"], real["b"], True)
+        attention, generators = translator.attention, translator.generators
+        for direction, source, target in (("a2b", "a", "b"), ("b2a", "b", "a")):
+            source_mask = attention[source](real[source])
+            translated = composite(source_mask, generators[direction](real[source]),
+                                   real[source])
+            back = "b2a" if direction == "a2b" else "a2b"
+            expected = composite(attention[target](translated), generators[back](translated),
+                                 translated)
+            torch.testing.assert_close(mask[direction], source_mask, rtol=0, atol=1e-6)
+            torch.testing.assert_close(fake[direction], translated, rtol=0, atol=1e-6)
+            torch.testing.assert_close(cycled[direction], expected, rtol=0, atol=1e-6)
+
+
+def _attention_weights(state: TrainState) -> list[torch.Tensor]:
+    """The conv kernels of both attention networks."""
+    return [p.detach().clone() for p in state.translator.attention.parameters() if p.dim() == 4]
+
+
+@pytest.mark.parametrize(("phase", "trains"), [(WARMED_UP, True), (_switched(0.1), False)],
+                         ids=["before-switch", "after-switch"])
+def test_attention_trains_with_the_generators_until_the_switch(
+        tiny_config: RunConfig, phase: Phase, trains: bool) -> None:
+    state = _state(tiny_config)
+    before = _attention_weights(state)
+    _step(state, tiny_config, _real(), phase)
+    changed = [not torch.equal(b, a) for b, a in zip(before, _attention_weights(state),
+                                                      strict=True)]
+    assert all(changed) if trains else not any(changed)
