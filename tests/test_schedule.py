@@ -20,6 +20,7 @@ def test_paper_schedule_in_epochs() -> None:
     assert (before.tau, before.train_attention, before.normalize_discriminator) == (0, True, True)
     assert (after.tau, after.train_attention, after.normalize_discriminator) == (0.1, False, False)
     assert after.use_attention
+    assert schedule.phase(0).lr_factor == schedule.phase(50 * 1334 - 1).lr_factor == 1
     assert schedule.phase(50 * 1334).lr_factor == 1
     assert schedule.phase(75 * 1334).lr_factor == pytest.approx(0.5)
     assert schedule.phase(100 * 1334).lr_factor == 0
@@ -88,3 +89,20 @@ def test_schedules_without_the_parts_a_variant_lacks_are_accepted() -> None:
     resolve_schedule(TrainConfig(switch_epoch=100.0, tau=0.0), "no-attention-d", 10)
     # The released code: no warm-up, switch at 30.
     resolve_schedule(TrainConfig(attention_warmup_epoch=0, switch_epoch=30), "aggan", 10)
+
+
+def test_schedule_edges() -> None:
+    # The last step before the end trains at 1 / (decay steps) of the lr, never at 0.
+    schedule = resolve_schedule(TrainConfig(steps=10, decay_start_step=9), "cyclegan", 10)
+    assert schedule.phase(9).lr_factor == 1 and schedule.phase(10).lr_factor == 0
+    # No decay at all is allowed: it starts at the end.
+    resolve_schedule(TrainConfig(steps=10, decay_start_step=10), "cyclegan", 10)
+    # An epoch is at least one step, a run at least one step.
+    tiny = resolve_schedule(TrainConfig(batch_size=4, epochs=0.1, decay_start_epoch=0.1),
+                            "cyclegan", images_per_epoch=3)
+    assert tiny.steps_per_epoch == 1 and tiny.total_steps == 1
+    # Under torchrun a step takes batch_size x processes images of each domain.
+    assert resolve_schedule(TrainConfig(batch_size=2), "aggan", 10, world_size=2
+                            ).steps_per_epoch == 3
+    # A point given in steps wins over its epoch, also when the run is given in epochs.
+    assert resolve_schedule(TrainConfig(switch_step=7000), "aggan", 100).switch_step == 7000

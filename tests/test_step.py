@@ -112,6 +112,22 @@ def test_reconstruction_uses_the_attention_of_the_translated_image(
             torch.testing.assert_close(cycled[direction], expected, rtol=0, atol=1e-6)
 
 
+def test_warm_up_cycle_uses_no_attention(tiny_config: RunConfig) -> None:
+    """During the warm-up both translations and both reconstructions are the generators' alone
+    (mask 1): s'' = F_T->S(F_S->T(s))."""
+    translator = _state(tiny_config).translator
+    real = _real()
+    with torch.no_grad():
+        fake, mask, cycled = CycleForward(translator)(real["a"], real["b"], False)
+        generators = translator.generators
+        for direction, source, back in (("a2b", "a", "b2a"), ("b2a", "b", "a2b")):
+            translated = generators[direction](real[source])
+            assert mask[direction].eq(1).all()
+            torch.testing.assert_close(fake[direction], translated, rtol=0, atol=1e-6)
+            torch.testing.assert_close(cycled[direction], generators[back](translated), rtol=0,
+                                       atol=1e-6)
+
+
 def _attention_weights(state: TrainState) -> list[torch.Tensor]:
     """The conv kernels of both attention networks."""
     return [p.detach().clone() for p in state.translator.attention.parameters() if p.dim() == 4]

@@ -204,6 +204,9 @@ def test_bf16_trains_close_to_fp32() -> None:
     fp32 = _steps_and_outputs(tiny_layer())
     bf16 = _steps_and_outputs(tiny_layer(precision="bf16"))
     _assert_same_training(fp32, bf16, tolerance=5e-2)
+    # ... and bfloat16 is really in use: the first step's losses are not float32's.
+    assert any(not torch.equal(bf16[0][0][key].float(), value)
+               for key, value in fp32[0][0].items() if key.startswith("loss/"))
 
 
 def test_bf16_run_checkpoints_float32(tmp_path: Path) -> None:

@@ -75,8 +75,8 @@ def _add_train(subparsers: Any) -> None:
 def _add_translate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "translate", help="translate images with a trained checkpoint",
-        description="Writes x.png (translation) and x_mask.png (attention, 0 black, 1 white) per "
-                    "input x.*, at the input's size.",
+        description="Writes OUT/x.png (translation) and OUT/masks/x.png (attention, 0 black, "
+                    "1 white) per input x.*, at the input's size.",
         epilog="example: aggan translate --checkpoint runs/h2z --input photos/ --out out/ "
                "--direction a2b")
     parser.add_argument("--checkpoint", required=True, type=Path,
