@@ -160,7 +160,10 @@ class UpsampledConv2d(nn.Conv2d):
                   else torch.contiguous_format)
         crop = self.padding[0]
         if self.padding_mode == "reflect" and crop:
-            images = F.pad(images, (1, 1, 1, 1), mode="replicate")
+            # Edges repeated by concatenation: torch.compile's inductor (torch 2.14.1) mis-strides
+            # the backward of a replicate F.pad on channels-last input.
+            images = torch.cat([images[..., :1, :], images, images[..., -1:, :]], dim=-2)
+            images = torch.cat([images[..., :1], images, images[..., -1:]], dim=-1)
             crop += 2
         return F.conv_transpose2d(images, weight.contiguous(memory_format=layout), self.bias,
                                   stride=2, padding=crop)
