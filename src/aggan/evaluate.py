@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from aggan.checkpoint import load_translator, resolve_checkpoint
 from aggan.config import DataConfig
 from aggan.data import DomainImages, FolderDomain, ground_truth, open_test_domain
 from aggan.errors import AgganError
-from aggan.images import atomic_write, list_images, read_image, write_png
+from aggan.images import atomic_write, list_images, read_image, write_json, write_png
 from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
@@ -152,8 +151,7 @@ def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
     report = {"real": str(real), "fake": str(fake),
               "metrics": dataclasses.asdict(fid_kid(features[0], features[1]))}
     if out_dir is not None:
-        atomic_write(out_dir / "metrics.json",
-                     lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+        write_json(out_dir / "metrics.json", report)
     return report
 
 
@@ -163,8 +161,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionResult]) -> None:
     """``metrics.json`` and a self-contained ``index.html`` (relative image paths)."""
-    atomic_write(out_dir / "metrics.json",
-                 lambda temp: temp.write_text(json.dumps(report, indent=2) + "\n"))
+    write_json(out_dir / "metrics.json", report)
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",

@@ -7,6 +7,7 @@ failure becomes an :class:`AgganError` that names the file.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -83,6 +84,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """``record`` as indented JSON, written atomically."""
+    atomic_write(path, lambda temp: temp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def write_png(image: Tensor, path: Path) -> None:

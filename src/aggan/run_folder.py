@@ -3,7 +3,6 @@ grids, galleries and final metrics; and how Ctrl-C reaches the loop."""
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import signal
@@ -20,7 +19,7 @@ from aggan import __version__
 from aggan.checkpoint import schedule_dict
 from aggan.config import RunConfig, to_dict
 from aggan.data import ground_truth, open_domain, open_test_domain
-from aggan.images import atomic_write, to_float, write_png
+from aggan.images import to_float, write_json, write_png
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.networks import DIRECTIONS, Translator, source_domain
 from aggan.schedule import Phase, Schedule
@@ -30,10 +29,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_IMAGES = 4  # rows per sample grid during training
 GALLERY_IMAGES = 8  # rows per gallery at the end
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    atomic_write(path, lambda temp: temp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def write_run_config(run_dir: Path, config: RunConfig, schedule: Schedule,
