@@ -28,7 +28,7 @@ from aggan.images import atomic_write, list_images, read_image, write_json, writ
 from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
-from aggan.metrics.table import metric_rows, metrics_table
+from aggan.metrics.table import metric_columns, metrics_table
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
 from aggan.translate import MASKS, translate_tensor
 
@@ -175,8 +175,7 @@ def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionR
         "<table class='metrics'><tr><th>metric</th>"
         + "".join(f"<th>{esc(d)}</th>" for d in report["directions"]) + "</tr>",
     ]
-    labels = [label for label, _ in metric_rows(next(iter(report["directions"].values())))]
-    values = {d: dict(metric_rows(m)) for d, m in report["directions"].items()}
+    labels, values = metric_columns(report["directions"])
     for label in labels:
         parts.append(f"<tr><td>{esc(label)}</td>"
                      + "".join(f"<td>{esc(values[d].get(label, ''))}</td>" for d in values)

@@ -36,6 +36,12 @@ def reverse(direction: Direction) -> Direction:
     return "b2a" if direction == "a2b" else "a2b"
 
 
+def memory_layout(images: Tensor) -> torch.memory_format:
+    """Channels-last if ``images`` are, else contiguous: what a layer hands on."""
+    return (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format)
+
+
 class _ChannelsLastInstanceNorm(torch.autograd.Function):
     """Instance norm of a channels-last batch: batch norm in training mode on each image.
 
@@ -156,8 +162,7 @@ class UpsampledConv2d(nn.Conv2d):
 
     def forward(self, images: Tensor) -> Tensor:
         weight = torch.einsum("tr,oirc,uc->iotu", self.taps, self.weight, self.taps)
-        layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
-                  else torch.contiguous_format)
+        layout = memory_layout(images)
         crop = self.padding[0]
         if self.padding_mode == "reflect" and crop:
             # Edges repeated by concatenation: torch.compile's inductor (torch 2.14.1) mis-strides
@@ -207,8 +212,7 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         top = same_padding(height, kernel, stride)[0]
         left = same_padding(width, kernel, stride)[0]
         full = super().forward(images)
-        layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
-                  else torch.contiguous_format)
+        layout = memory_layout(images)
         return full[..., top:top + height, left:left + width].contiguous(memory_format=layout)
 
 

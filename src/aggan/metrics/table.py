@@ -61,14 +61,20 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def metric_columns(by_direction: Mapping[str, Mapping[str, Any]]
+                   ) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The row labels, and per direction its values by label: the layout of every table."""
+    columns = {direction: dict(metric_rows(values)) for direction, values in by_direction.items()}
+    return list(next(iter(columns.values()))), columns
+
+
 def metrics_table(by_direction: Mapping[str, Mapping[str, Any]]) -> str:
     """A console table: one row per metric, one column per direction."""
-    rows = {direction: dict(metric_rows(values)) for direction, values in by_direction.items()}
-    labels = [label for label, _ in metric_rows(next(iter(by_direction.values())))]
+    labels, columns = metric_columns(by_direction)
     width = max(len(label) for label in labels) + 2
-    columns = max(len(value) for values in rows.values() for value in values.values()) + 2
-    lines = [f"{'metric':<{width}}" + "".join(f"{d:>{columns}}" for d in rows)]
-    lines += [f"{label:<{width}}" + "".join(f"{values.get(label, ''):>{columns}}"
-                                            for values in rows.values())
+    cell = max(len(value) for values in columns.values() for value in values.values()) + 2
+    lines = [f"{'metric':<{width}}" + "".join(f"{d:>{cell}}" for d in columns)]
+    lines += [f"{label:<{width}}" + "".join(f"{values.get(label, ''):>{cell}}"
+                                            for values in columns.values())
               for label in labels]
     return "\n".join(lines)
