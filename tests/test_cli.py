@@ -180,7 +180,7 @@ def test_module_entry_point_errors_without_traceback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"aggan: error: --checkpoint: {tmp_path / 'nope'} does not exist"]
+        f"aggan: error: --model: {tmp_path / 'nope'} does not exist"]
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:

@@ -25,6 +25,11 @@ def test_official_config_restores_released_behaviour() -> None:
     config = build_config(read_config_file("official"))
     assert config.train.switch_epoch == 30 and config.train.attention_warmup_epoch == 0
     assert config.model.attention_kernels == "official-1x1"
+    # None of what keeps the attention alive on photos is in the released code.
+    train = config.train
+    assert (train.attention_cycle_gradient, train.guided_discriminator) == (1, "switch")
+    assert train.source_negative_weight == train.mask_border_weight == 0
+    assert train.mask_area_weight == train.mask_area_min == 0
 
 
 def test_layers_later_wins_and_set_parses_json() -> None:

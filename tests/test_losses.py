@@ -10,9 +10,14 @@ from aggan.losses import (
     discriminator_loss,
     discriminator_losses,
     generator_adversarial_loss,
+    generator_losses,
     hard_mask,
     loss_weights,
+    mask_area_loss,
+    mask_border_loss,
+    source_negative_loss,
 )
+from aggan.step import CycleOutputs
 
 
 def test_hard_mask_threshold_and_no_gradient() -> None:
@@ -38,12 +43,14 @@ def test_cycle_loss_is_mean_absolute_error() -> None:
     assert cycle_loss(torch.full((1, 3, 2, 2), -0.5), torch.zeros(1, 3, 2, 2)) == 0.5
 
 
-def test_loss_weights_are_the_methods() -> None:
-    """Adversarial terms at 1, the cycle at ``train.cycle_weight`` (10), each discriminator's
-    least-squares loss (already halved) at 1."""
-    assert loss_weights(TrainConfig()) == {"adversarial": 1.0, "cycle": 10.0,
-                                           "discriminator": 1.0}
-    assert loss_weights(TrainConfig(cycle_weight=3.0))["cycle"] == 3.0
+def test_loss_weights_are_the_configs() -> None:
+    """Adversarial terms at 1, the cycle at ``train.cycle_weight``, each discriminator's
+    least-squares loss (already halved) at 1, the priors and source negatives at theirs."""
+    config = TrainConfig(cycle_weight=3.0, source_negative_weight=0.5, mask_area_weight=2.0,
+                         mask_border_weight=0.25)
+    assert loss_weights(config) == {"adversarial": 1.0, "cycle": 3.0, "mask_area": 2.0,
+                                     "mask_border": 0.25, "discriminator": 1.0,
+                                     "source_negative": 0.5}
 
 
 def test_weighted_total_groups_terms_by_kind() -> None:
@@ -54,3 +61,55 @@ def test_weighted_total_groups_terms_by_kind() -> None:
     assert set(losses.terms) == {"loss/discriminator_a", "loss/discriminator_mask_prior_b"}
     assert losses.terms["loss/discriminator_mask_prior_b"] == 1.0
     assert losses.total == 3.0 * 0.0 + 5.0 * 1.0
+
+
+def test_source_negative_loss_is_the_fake_half_of_the_discriminator_loss() -> None:
+    scores = torch.tensor([0.0, 1.0, -2.0])
+    assert source_negative_loss(scores) == 0.5 * (0 + 1 + 4) / 3
+    assert torch.isclose(discriminator_loss(torch.ones(3), scores),
+                         source_negative_loss(scores))
+
+
+def test_mask_area_loss_is_a_floor_per_image() -> None:
+    """Only images whose mean mask is below the floor pay, each by how far it is below."""
+    masks = torch.stack([torch.full((1, 2, 2), 0.05), torch.full((1, 2, 2), 0.5)])
+    assert torch.isclose(mask_area_loss(masks, 0.2), torch.tensor((0.15 + 0.0) / 2))
+    assert mask_area_loss(masks, 0.0) == 0
+
+
+def test_discriminator_losses_with_source_negatives() -> None:
+    real, fake, source = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    losses = discriminator_losses({"b": (real, fake, source)},
+                                  {"discriminator": 1.0, "source_negative": 0.25})
+    assert losses.terms["loss/source_negative_b"] == 0.5
+    assert losses.total == 0.25 * 0.5
+
+
+def test_area_term_only_with_its_weight() -> None:
+    images = {d: torch.zeros(1, 3, 2, 2) for d in "ab"}
+    masks = {"a2b": torch.full((1, 1, 2, 2), 0.1), "b2a": torch.full((1, 1, 2, 2), 0.3)}
+    fakes = {"a2b": images["b"], "b2a": images["a"]}
+
+    def judge(x: torch.Tensor, domain: str) -> torch.Tensor:
+        return torch.ones(1)
+
+    weights = {"adversarial": 1.0, "cycle": 10.0, "mask_area": 0.0}
+    forward = CycleOutputs(fakes, masks, fakes)
+    assert not any("mask_area" in k for k in generator_losses(
+        images, forward, judge, 0.0, weights, 0.2).terms)
+    losses = generator_losses(images, forward, judge, 0.0, weights | {"mask_area": 4.0}, 0.2)
+    assert torch.isclose(losses.terms["loss/mask_area_a"], torch.tensor(0.1))
+    assert losses.terms["loss/mask_area_b"] == 0
+    assert torch.isclose(losses.total, torch.tensor(4.0 * 0.1))
+
+
+def test_mask_border_loss_is_the_mean_mask_on_the_outer_tenth() -> None:
+    """20 x 20: a band of 2 pixels on each side (144 pixels); the interior costs nothing."""
+    interior = torch.zeros(1, 1, 20, 20)
+    interior[..., 2:18, 2:18] = 1
+    assert mask_border_loss(interior) == 0
+    top_row = torch.zeros(1, 1, 20, 20)
+    top_row[..., 0, :] = 1
+    assert torch.isclose(mask_border_loss(top_row), torch.tensor(20 / 144))
+    assert mask_border_loss(torch.ones(2, 1, 20, 20)) == 1
+

@@ -306,5 +306,7 @@ def test_upsampled_conv_equals_upsample_then_conv(kernel: int, padding_mode: str
 
     got = run(fused)
     assert got[0].shape == (2, 5, 18, 14) and got[0].is_contiguous(memory_format=layout)
+    # The weight gradient sums hundreds of products, in an order that depends on the thread
+    # count (one thread measured 1.6e-5 off on a value of 0.08).
     for actual, want in zip(got, run(reference), strict=True):
-        torch.testing.assert_close(actual, want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(actual, want, rtol=1e-4, atol=5e-5)

@@ -10,7 +10,7 @@ from aggan.schedule import resolve_schedule
 
 
 def test_paper_schedule_in_epochs() -> None:
-    config = TrainConfig(switch_epoch=30, attention_warmup_epoch=0)
+    config = TrainConfig(switch_epoch=30, attention_warmup_epoch=0, guided_discriminator="switch")
     schedule = resolve_schedule(config, "aggan", images_per_epoch=1334)
     assert schedule.steps_per_epoch == 1334
     assert schedule.total_steps == 133400
@@ -106,3 +106,24 @@ def test_schedule_edges() -> None:
                             ).steps_per_epoch == 3
     # A point given in steps wins over its epoch, also when the run is given in epochs.
     assert resolve_schedule(TrainConfig(switch_step=7000), "aggan", 100).switch_step == 7000
+
+
+@pytest.mark.parametrize("variant", ["aggan", "no-attention-d"])
+def test_guided_discriminator_from_the_attention(variant: str) -> None:
+    """``guided_discriminator=attention``: tau applies from the warm-up's end, while the
+    attention still trains and the discriminators keep their norm until the switch. A variant
+    without a switch stays holistic."""
+    config = TrainConfig(steps=1000, guided_discriminator="attention", tau=0.2)
+    schedule = resolve_schedule(config, variant, images_per_epoch=10)
+    warm, started, switched = (schedule.phase(s) for s in (249, 250, 600))
+    assert warm.tau == 0
+    if variant == "aggan":
+        assert (started.tau, started.train_attention, started.normalize_discriminator) == (
+            0.2, True, True)
+        assert (switched.tau, switched.train_attention, switched.normalize_discriminator) == (
+            0.2, False, False)
+    else:
+        assert started.tau == switched.tau == 0
+    released = resolve_schedule(TrainConfig(steps=1000, tau=0.2, guided_discriminator="switch"),
+                                variant, images_per_epoch=10)
+    assert released.phase(250).tau == 0

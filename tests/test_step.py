@@ -71,8 +71,9 @@ def test_real_images_are_judged_under_their_own_attention(tiny_config: RunConfig
     judged = dict(seen[-2:])  # the discriminators' update: real and pooled fake in one batch
     expected_b = torch.cat([real["b"] * hard_mask(mask_b, tau), fake_b * hard_mask(mask_a, tau)])
     expected_a = torch.cat([real["a"] * hard_mask(mask_a, tau), fake_a * hard_mask(mask_b, tau)])
-    torch.testing.assert_close(judged["b"], expected_b, rtol=0, atol=1e-6)
-    torch.testing.assert_close(judged["a"], expected_a, rtol=0, atol=1e-6)
+    # (then, by default, the source negatives: test_source_negatives_... below)
+    torch.testing.assert_close(judged["b"][:2], expected_b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(judged["a"][:2], expected_a, rtol=0, atol=1e-6)
     assert (judged["b"][0] == 0).float().mean() > 0.3  # the masking hid something
 
 
@@ -89,7 +90,7 @@ def test_pooled_fakes_are_judged_under_the_mask_they_were_made_with(
     state.pools["a2b"].generator.manual_seed(seed)
     seen = _step(state, tiny_config, real, _switched(0.5))
     judged = dict(seen[-2:])
-    torch.testing.assert_close(judged["b"][1:], stored_image * stored_mask)
+    torch.testing.assert_close(judged["b"][1:2], stored_image * stored_mask)
 
 
 def test_reconstruction_uses_the_attention_of_the_translated_image(
@@ -143,3 +144,62 @@ def test_attention_trains_with_the_generators_until_the_switch(
     changed = [not torch.equal(b, a) for b, a in zip(before, _attention_weights(state),
                                                       strict=True)]
     assert all(changed) if trains else not any(changed)
+
+
+def _cycle_gradients(translator: torch.nn.Module, cycle_gradient: float,
+                     real: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
+    """The cycle loss's gradients on the attention and on the generators, and the outputs."""
+    translator.zero_grad()
+    outputs = CycleForward(translator, cycle_gradient)(real["a"], real["b"], True)
+    sum(torch.mean(torch.abs(outputs.cycled[d] - real[d[0]])) for d in outputs.cycled).backward()
+    attention = [torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                 for p in translator.attention.parameters()]
+    generators = [p.grad.clone() for p in translator.generators.parameters()]
+    values = [t.detach() for part in outputs for t in part.values()]
+    return attention, generators, values
+
+
+@pytest.mark.parametrize("cycle_gradient", [0.0, 0.25])
+def test_cycle_gradient_scales_what_the_cycle_teaches_the_attention(
+        tiny_config: RunConfig, cycle_gradient: float) -> None:
+    """``train.attention_cycle_gradient``: the cycle loss's gradient on the attention networks is
+    scaled by it; the generators still learn from it, and every value computed stays as
+    released (1)."""
+    translator = _state(tiny_config).translator
+    real = _real()
+    released = _cycle_gradients(translator, 1.0, real)
+    scaled = _cycle_gradients(translator, cycle_gradient, real)
+    full = torch.cat([g.flatten() for g in released[0]]).norm()
+    part = torch.cat([g.flatten() for g in scaled[0]]).norm()
+    assert full > 0
+    if cycle_gradient == 0:
+        assert part == 0
+    else:  # every path from the cycle loss into the attention passes a scaled mask
+        assert cycle_gradient**2 * full < part < cycle_gradient * full * 1.01
+    assert sum(float(g.abs().sum()) for g in scaled[1]) > 0
+    for full, part in zip(released[2], scaled[2], strict=True):
+        assert torch.equal(full, part)
+    step_config = dataclasses.replace(tiny_config.train, attention_cycle_gradient=cycle_gradient)
+    modules = step_modules(_state(tiny_config), WARMED_UP, distributed.Context(),
+                           torch.device("cpu"), step_config, loss_weights(step_config))
+    assert modules.cycle.cycle_gradient == cycle_gradient
+
+
+def test_source_negatives_are_judged_as_fakes_under_their_masks(tiny_config: RunConfig) -> None:
+    """With ``train.source_negative_weight`` D_T's batch ends with the real source image under
+    the mask it is translated with, s * 1[A_S(s) >= tau], and D_T's loss rates it as fake."""
+    config = dataclasses.replace(tiny_config, train=dataclasses.replace(
+        tiny_config.train, pool_size=0, source_negative_weight=0.5))
+    state, real = _state(config), _real()
+    with torch.no_grad():
+        _, mask_a = state.translator(real["a"], "a2b")
+        _, mask_b = state.translator(real["b"], "b2a")
+    tau = float(mask_a.median())
+    seen = _step(state, config, real, _switched(tau))
+    judged = dict(seen[-2:])
+    assert judged["b"].shape[0] == 3 and judged["a"].shape[0] == 3
+    torch.testing.assert_close(judged["b"][2:], real["a"] * hard_mask(mask_a, tau), rtol=0,
+                               atol=1e-6)
+    torch.testing.assert_close(judged["a"][2:], real["b"] * hard_mask(mask_b, tau), rtol=0,
+                               atol=1e-6)
+    assert (judged["b"][2] == 0).float().mean() > 0.3  # the source's own mask hid something

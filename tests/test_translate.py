@@ -14,7 +14,7 @@ from aggan.config import ModelConfig
 from aggan.errors import AgganError
 from aggan.images import read_image
 from aggan.networks import Translator, init_weights
-from aggan.translate import pad_to_multiple, translate_paths, translate_tensor
+from aggan.translate import pad_to_multiple, parse_scale, translate_paths, translate_tensor
 from conftest import SHARED_DATA, random_image
 
 HORSES = SHARED_DATA / "horse2zebra" / "testA"
@@ -134,3 +134,73 @@ def test_refuses_outputs_that_collide(tmp_path: Path, translator: Translator) ->
         translate_paths(translator, [tmp_path / "x.jpg", tmp_path / "masks" / "y.png"], "a2b",
                         tmp_path, use_attention=True)
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.png").exists()
+
+
+def _attention_bias(translator: Translator, bias: float) -> Translator:
+    """A copy whose attention outputs sigmoid(bias) everywhere (last conv zeroed)."""
+    model = copy.deepcopy(translator)
+    for attention in model.attention.values():
+        last = [m for m in attention.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.constant_(last.bias, bias)
+    return model
+
+
+def test_mask_zero_leaves_full_resolution_pixels_untouched(translator: Translator) -> None:
+    """At the training scale the networks see a small copy, but where the mask is 0 the output
+    is the input's own full-resolution pixels, bit for bit."""
+    images = torch.randint(0, 256, (1, 3, 203, 157), dtype=torch.uint8)
+    closed = _attention_bias(translator, -200.0)  # sigmoid(-200) == 0 in float32
+    translated, mask = translate_tensor(closed, images, "a2b", True, scale_px=32)
+    assert translated.shape == images.shape and mask.shape == (1, 1, 203, 157)
+    assert mask.eq(0).all()
+    assert torch.equal(translated, images)
+
+
+def test_training_scale_runs_the_networks_small_and_composites_up(
+        translator: Translator) -> None:
+    """scale_px: the networks see the shorter side at scale_px; the output is
+    up(mask) * up(F) + (1 - up(mask)) * input at the input's size."""
+    images = torch.randint(0, 256, (1, 3, 120, 80), dtype=torch.uint8)
+    seen: list[tuple[int, ...]] = []
+    original = translator.parts
+
+    def spy(x: torch.Tensor, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(tuple(x.shape[-2:]))
+        return original(x, *args)
+
+    translator.parts = spy  # type: ignore[method-assign]
+    try:
+        translated, _ = translate_tensor(translator, images, "a2b", True, scale_px=40)
+        native, _ = translate_tensor(translator, images, "a2b", True)
+    finally:
+        del translator.parts
+    assert seen == [(60, 40), (120, 80)]
+    full = images.float() / 127.5 - 1
+    small = torch.nn.functional.interpolate(full, size=(60, 40), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    generated, small_mask = translator.parts(small, "a2b", True)
+    up = {name: torch.nn.functional.interpolate(x, size=(120, 80), mode="bilinear",
+                                                align_corners=False)
+          for name, x in (("g", generated), ("m", small_mask))}
+    expected = up["m"] * up["g"] + (1 - up["m"]) * full
+    assert (translated.float() - ((expected + 1) * 127.5).round().clamp(0, 255)).abs().max() <= 1
+    assert not torch.equal(translated, native)  # the scale changed what the networks saw
+
+
+def test_mask_threshold_cuts_hard(translator: Translator) -> None:
+    images = torch.randint(0, 256, (1, 3, 64, 48), dtype=torch.uint8)
+    half_open = _attention_bias(translator, 0.0)  # mask 0.5 everywhere
+    below, mask_below = translate_tensor(half_open, images, "a2b", True, mask_threshold=0.6)
+    assert torch.equal(below, images) and mask_below.eq(0).all()
+    above, mask_above = translate_tensor(half_open, images, "a2b", True, mask_threshold=0.4)
+    generated, _ = translator.parts(images.float() / 127.5 - 1, "a2b", True)
+    assert mask_above.eq(255).all()
+    expected = ((generated + 1) * 127.5).round().clamp(0, 255)
+    assert (above.float() - expected).abs().max() <= 1
+
+
+@pytest.mark.parametrize("value", ["huge", "8", "-3", "1.5"])
+def test_bad_scale_is_one_line(value: str) -> None:
+    with pytest.raises(AgganError, match="--scale"):
+        parse_scale(value)

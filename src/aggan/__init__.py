@@ -1,7 +1,19 @@
 """aggan: unsupervised attention-guided image-to-image translation (Mejjati et al., NeurIPS 2018).
 
-Library entry points: :func:`aggan.train.train`, :func:`aggan.translate.translate_paths`,
+Library entry points: :class:`aggan.Translator` (``Translator.from_pretrained``),
+:func:`aggan.train.train`, :func:`aggan.translate.translate_paths`,
 :class:`aggan.config.RunConfig`; the command line is ``aggan`` (:mod:`aggan.cli`).
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the command line starts without loading torch.
+    if name == "Translator":
+        from aggan.networks import Translator
+
+        return Translator
+    raise AttributeError(f"module 'aggan' has no attribute {name!r}")

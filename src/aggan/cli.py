@@ -1,4 +1,5 @@
-"""The ``aggan`` command: ``train``, ``translate``, ``evaluate`` and ``data synthetic``.
+"""The ``aggan`` command: ``train``, ``translate``, ``evaluate``, ``export-weights`` and ``data
+synthetic``.
 
 Each subcommand parses its flags, builds a config and calls one library function. Errors in the
 user's input become one line, ``aggan: error: ...``, and exit status 2.
@@ -21,6 +22,9 @@ from aggan.errors import AgganError
 
 logger = logging.getLogger("aggan")
 
+MODEL_HELP = ("a model folder (aggan export-weights), a shipped model's name (horse2zebra-128), "
+              "a Hugging Face Hub id owner/name (with huggingface_hub), a run folder (its "
+              "checkpoints/latest.pt) or a checkpoint file")
 DEMO_NOTE = ("no --data given: training the built-in demo (synthetic scenes, 64 px); "
              "pass --data DIR for your own images")
 
@@ -77,10 +81,12 @@ def _add_translate(subparsers: Any) -> None:
         "translate", help="translate images with a trained checkpoint",
         description="Writes OUT/x.png (translation) and OUT/masks/x.png (attention, 0 black, "
                     "1 white) per input x.*, at the input's size.",
-        epilog="example: aggan translate --checkpoint runs/h2z --input photos/ --out out/ "
-               "--direction a2b")
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="run folder (uses checkpoints/latest.pt) or checkpoint file")
+        epilog="examples:\n"
+               "  aggan translate --model horse2zebra-128 --input photo.jpg --out out/ "
+               "--direction a2b\n"
+               "  aggan translate --checkpoint runs/h2z --input photos/ --out out/ --direction a2b",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
     parser.add_argument("--input", required=True, nargs="+", type=Path,
                         help="image files or folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -89,7 +95,37 @@ def _add_translate(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=1,
                         help="same-size images per forward pass (on CPU 1 is as fast as any)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_rendering(parser)
     parser.set_defaults(run=_run_translate)
+
+
+def _add_rendering(parser: argparse.ArgumentParser) -> None:
+    """How a trained model is applied to an image: the flags translate and evaluate share."""
+    parser.add_argument("--scale", default="train", metavar="train|native|PX",
+                        help="train (default): the networks see the image resized so that its "
+                        "shorter side is the training crop, and their mask and output are "
+                        "upsampled and composited with the full-resolution input; native: the "
+                        "networks run at the input's size; PX: at this shorter side")
+    parser.add_argument("--mask-threshold", type=float, metavar="T",
+                        help="composite with the hard mask 1[mask >= T] (default: the soft mask)")
+
+
+def _add_export_weights(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export-weights", help="write a trained model as a small shareable folder",
+        description="Writes OUT/config.json (architecture, training size, data, steps, metrics) "
+                    "and OUT/model.safetensors (both generators and attention networks, no "
+                    "discriminators or optimizer state): what translate --model, evaluate "
+                    "--model and Translator.from_pretrained take, in the Hugging Face Hub's "
+                    "layout.",
+        epilog="example: aggan export-weights --checkpoint runs/h2z --out models/h2z")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="run folder (its checkpoints/latest.pt) or checkpoint file")
+    parser.add_argument("--out", required=True, type=Path, help="the model folder to write")
+    parser.add_argument("--dtype", choices=("auto", "float32", "float16"), default="auto",
+                        help="auto (default): float16 (half the size) where it changes no output "
+                        "by more than one 8-bit level on the run's test images, else float32")
+    parser.set_defaults(run=_run_export_weights)
 
 
 def _add_data(subparsers: Any) -> None:
@@ -119,7 +155,7 @@ def _add_evaluate(subparsers: Any) -> None:
                "../shared/data/horse2zebra --out report/\n  aggan evaluate --real "
                "data/testB --fake out/h2z",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, help="run folder or checkpoint file")
+    parser.add_argument("--model", "--checkpoint", dest="model", help=MODEL_HELP)
     parser.add_argument("--data", help="folder with testA/ testB/, or 'synthetic' (default: the "
                         "data the run trained on)")
     parser.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
@@ -133,6 +169,7 @@ def _add_evaluate(subparsers: Any) -> None:
                         help="where features of real image sets are cached (default %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_rendering(parser)
     parser.set_defaults(run=_run_evaluate)
 
 
@@ -149,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     _add_translate(subparsers)
     _add_evaluate(subparsers)
+    _add_export_weights(subparsers)
     _add_data(subparsers)
     return parser
 
@@ -232,15 +270,18 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_translate(args: argparse.Namespace) -> int:
-    from aggan.checkpoint import load_translator
     from aggan.device import resolve_device
-    from aggan.translate import translate_paths
+    from aggan.model_folder import load_for_inference
+    from aggan.translate import check_mask_threshold, parse_scale, scale_px, translate_paths
 
+    scale = parse_scale(args.scale)
+    check_mask_threshold(args.mask_threshold)
     device = resolve_device(args.device)
-    translator, _, use_attention = load_translator(args.checkpoint, device)
+    translator, config, use_attention = load_for_inference(args.model, device)
     written = translate_paths(translator, args.input, args.direction, args.out,
                               use_attention=use_attention, batch_size=args.batch_size,
-                              progress=sys.stderr.isatty())
+                              scale_px=scale_px(scale, config.data.size_px),
+                              mask_threshold=args.mask_threshold, progress=sys.stderr.isatty())
     print(f"translated {len(written)} images {args.direction} into {args.out}")
     return 0
 
@@ -254,12 +295,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         parse_directions,
     )
     from aggan.metrics.inception import InceptionFeatures
+    from aggan.translate import parse_scale
 
+    scale = parse_scale(args.scale)
     folders = args.real is not None or args.fake is not None
     if folders and (args.real is None or args.fake is None):
         raise AgganError("--real and --fake go together")
-    if folders == (args.checkpoint is not None):
-        raise AgganError("give either --checkpoint or --real and --fake")
+    if folders == (args.model is not None):
+        raise AgganError("give either --model (or --checkpoint) or --real and --fake")
     device = resolve_device(args.device)
     inception = InceptionFeatures(args.inception, device)
     cache_dir = None if args.no_cache else args.cache_dir
@@ -270,12 +313,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"FID {scores['fid']:.2f} ({scores['real_images']} real, {scores['fake_images']} "
               f"fake); KID x100 {scores['kid_x100_mean']:.2f} ± {scores['kid_x100_std']:.2f}")
         return 0
-    report = evaluate_checkpoint(args.checkpoint, args.data, parse_directions(args.direction),
+    report = evaluate_checkpoint(args.model, args.data, parse_directions(args.direction),
                                  out_dir=args.out, device=device, inception=inception,
-                                 cache_dir=cache_dir)
+                                 cache_dir=cache_dir, scale=scale,
+                                 mask_threshold=args.mask_threshold)
     print(format_report(report))
     if args.out is not None:
         print(f"report: {args.out / 'index.html'}")
+    return 0
+
+
+def _run_export_weights(args: argparse.Namespace) -> int:
+    from aggan.model_folder import WEIGHTS_FILE, export_model
+
+    info = export_model(args.checkpoint, args.out, dtype=args.dtype)
+    weights = info["weights"]
+    size_mb = (args.out / WEIGHTS_FILE).stat().st_size / 1e6
+    check = ("" if weights["float16_max_level_change"] is None else
+             f"; float16 changes outputs by at most {weights['float16_max_level_change']} "
+             f"level(s) of 8-bit on {weights['checked_on']}")
+    print(f"wrote {args.out}: {WEIGHTS_FILE} ({size_mb:.1f} MB, {weights['dtype']}{check}) and "
+          f"config.json ({info['variant']}, {info['size_px']} px, step {info['step']})")
     return 0
 
 

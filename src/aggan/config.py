@@ -24,6 +24,7 @@ from aggan.errors import AgganError
 
 AttentionKernels = Literal["paper", "official-1x1"]
 Precision = Literal["fp32", "bf16", "fp16"]
+GuidedDiscriminator = Literal["switch", "attention"]
 Variant = str  # a key of VARIANTS
 
 
@@ -137,6 +138,32 @@ class TrainConfig:
     # Not in the paper: without it every measured run collapsed to mask 0 (method.md, "Measured
     # pitfall"). 0 restores the released code.
     attention_warmup_epoch: float = 25.0
+    # What keeps the attention alive and on the objects on photos. None is in the paper; each
+    # was measured on horse2zebra (benchmarks/README.md, "Real photos: the attention"), and
+    # --config official switches them all off.
+    # How strongly the cycle loss trains the attention networks: a factor on the gradient it
+    # sends back through the masks (1 as released; 0: the adversarial loss and the priors
+    # alone). The cycle loss is smallest with mask 0: on photos it drives the mask there unless
+    # the area floor below holds it; with 0 the masks spread past the objects (synthetic IoU
+    # 0.6 instead of 0.85).
+    attention_cycle_gradient: float = 1.0
+    # When the discriminators start to see only attended regions (tau): "switch" (released) or
+    # "attention" (as soon as the attention is used, while it still trains: a holistic
+    # discriminator rewards translating the background, pasture into savanna).
+    guided_discriminator: GuidedDiscriminator = "attention"
+    # Weight of a discriminator term that scores real source images (under their own masks) as
+    # fakes of the target domain: leaving a horse untouched does not fool the zebra
+    # discriminator. 0: off (released code).
+    source_negative_weight: float = 1.0
+    # A prior that objects rarely fill the image's border: weight x the mean mask on the outer
+    # tenth of each side. Without it the attention picked the background as often as the
+    # animal. 0: off (released code).
+    mask_border_weight: float = 1.0
+    # A floor on the mask's area: weight x max(0, mask_area_min - mean mask of each image),
+    # what stops the cycle loss from closing the mask on photos (weight 1 was too weak).
+    # 0: off (released code).
+    mask_area_weight: float = 10.0
+    mask_area_min: float = 0.1
     steps: int | None = None  # run length in steps; overrides epochs
     decay_start_step: int | None = None
     switch_step: int | None = None
@@ -184,6 +211,14 @@ class TrainConfig:
         if self.kid_every_steps < 0 or self.kid_images < 2:
             raise AgganError("train.kid_every_steps must be 0 or more and train.kid_images at "
                              "least 2")
+        for name in ("source_negative_weight", "mask_area_weight", "mask_border_weight"):
+            if getattr(self, name) < 0:
+                raise AgganError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.attention_cycle_gradient <= 1:
+            raise AgganError(f"train.attention_cycle_gradient must be in [0, 1], got "
+                             f"{self.attention_cycle_gradient}")
+        if not 0 <= self.mask_area_min < 1:
+            raise AgganError(f"train.mask_area_min must be in [0, 1), got {self.mask_area_min}")
         if self.pool_size < 0:
             raise AgganError(f"train.pool_size must be 0 or more, got {self.pool_size}")
 

@@ -20,7 +20,6 @@ from urllib.parse import quote
 import torch
 from torch import Tensor
 
-from aggan.checkpoint import load_translator, resolve_checkpoint
 from aggan.config import DataConfig
 from aggan.data import DomainImages, FolderDomain, ground_truth, open_test_domain
 from aggan.errors import AgganError
@@ -29,8 +28,9 @@ from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.table import metric_columns, metrics_table
+from aggan.model_folder import load_for_inference
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
-from aggan.translate import MASKS, translate_tensor
+from aggan.translate import MASKS, Scale, check_mask_threshold, scale_px, translate_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ class DirectionResult:
 
 def evaluate_direction(translator: Translator, data: DataConfig, direction: Direction, *,
                        inception: InceptionFeatures, use_attention: bool,
-                       out_dir: Path | None, cache_dir: Path | None) -> DirectionResult:
+                       out_dir: Path | None, cache_dir: Path | None,
+                       scale: Scale = "train", mask_threshold: float | None = None
+                       ) -> DirectionResult:
     source, target = source_domain(direction), target_domain(direction)
     inputs = open_test_domain(data, source)
     reals = open_test_domain(data, target)
@@ -76,7 +78,9 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
     fake_images, rows = [], []
     for index in range(len(inputs)):
         image = inputs.load(index)
-        translated, mask = translate_tensor(translator, image[None], direction, use_attention)
+        translated, mask = translate_tensor(translator, image[None], direction, use_attention,
+                                            scale_px=scale_px(scale, data.size_px),
+                                            mask_threshold=mask_threshold)
         fake_images.append(translated[0])
         if out_dir is not None:
             name = inputs.name(index)
@@ -100,22 +104,25 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
     return DirectionResult(direction, metrics, rows)
 
 
-def evaluate_checkpoint(checkpoint: Path, data_root: str | None,
+def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
                         directions: tuple[Direction, ...], *,
                         out_dir: Path | None, device: torch.device,
-                        inception: InceptionFeatures, cache_dir: Path | None) -> dict[str, Any]:
+                        inception: InceptionFeatures, cache_dir: Path | None,
+                        scale: Scale = "train", mask_threshold: float | None = None
+                        ) -> dict[str, Any]:
     """Scores a checkpoint on the test split of ``data_root`` (a folder, or ``synthetic`` for
     the built-in scenes the run was configured with; None: the data the run trained on).
     Returns what ``metrics.json`` holds."""
-    path = resolve_checkpoint(checkpoint)
-    translator, config, use_attention = load_translator(path, device)
+    check_mask_threshold(mask_threshold)
+    translator, config, use_attention = load_for_inference(checkpoint, device)
     data = dataclasses.replace(config.data, root=data_root or config.data.root)
     data_root = data.root
     results = [evaluate_direction(translator, data, direction, inception=inception,
                                   use_attention=use_attention, out_dir=out_dir,
-                                  cache_dir=cache_dir)
+                                  cache_dir=cache_dir, scale=scale,
+                                  mask_threshold=mask_threshold)
                for direction in directions]
-    report = {"checkpoint": str(path), "data": data_root, "variant": config.model.variant,
+    report = {"checkpoint": str(checkpoint), "data": data_root, "variant": config.model.variant,
               "directions": {r.direction: r.metrics for r in results}}
     if out_dir is not None:
         write_report(out_dir, report, results)

@@ -373,6 +373,21 @@ class Translator(nn.Module):
                                      kernels=config.attention_kernels)
                 for domain in ("a", "b")})
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: torch.device | str = "cpu"
+                        ) -> Translator:
+        """A model folder (``config.json`` + ``model.safetensors``, as ``aggan export-weights``
+        writes it), the name of a shipped model (``"horse2zebra-128"``) or a Hugging Face Hub id
+        (with ``huggingface_hub`` installed), in eval mode. No pickle is read.
+
+        The networks expect images at the model's training size; ``aggan.translate.
+        translate_tensor(..., scale_px=...)`` applies them to photos of any size, and
+        ``aggan.model_folder.load_model`` also returns the config (``config.data.size_px``).
+        """
+        from aggan.model_folder import load_model
+
+        return load_model(name_or_path, torch.device(device)).translator
+
     def forward(self, images: Tensor, direction: Direction,
                 use_attention: bool = True) -> tuple[Tensor, Tensor]:
         """Translates a batch.
@@ -385,11 +400,16 @@ class Translator(nn.Module):
         Returns:
             The translation (N, 3, H, W) in [-1, 1] and the mask (N, 1, H, W) in [0, 1].
         """
+        translated, mask = self.parts(images, direction, use_attention)
+        return composite(mask, translated, images), mask
+
+    def parts(self, images: Tensor, direction: Direction,
+              use_attention: bool = True) -> tuple[Tensor, Tensor]:
+        """The generator's output F(s) and the mask A(s), before they are composited."""
         translated = self.generators[direction](images)
         if self.attention is None or not use_attention:
             return translated, torch.ones_like(images[:, :1])
-        mask = self.attention[source_domain(direction)](images)
-        return composite(mask, translated, images), mask
+        return translated, self.attention[source_domain(direction)](images)
 
 
 class Discriminators(nn.Module):

@@ -35,6 +35,9 @@ class Schedule:
     switch_step: int | None
     tau: float
     variant: Variant
+    # From here the discriminators see only attended regions (tau), before the switch too;
+    # None: from the switch, as released.
+    guided_step: int | None = None
 
     def phase(self, step: int) -> Phase:
         if step < self.decay_start_step:
@@ -45,7 +48,8 @@ class Schedule:
         use_attention = (VARIANTS[self.variant].attention
                          and step >= self.attention_warmup_steps)
         switched = self.switch_step is not None and step >= self.switch_step
-        return Phase(lr_factor=lr_factor, tau=self.tau if switched else 0.0,
+        guided = switched or (self.guided_step is not None and step >= self.guided_step)
+        return Phase(lr_factor=lr_factor, tau=self.tau if guided else 0.0,
                      use_attention=use_attention, train_attention=use_attention and not switched,
                      normalize_discriminator=not switched)
 
@@ -73,15 +77,18 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
         def point(epoch: float, step: int | None) -> int:
             return step if step is not None else round(epoch * steps_per_epoch)
 
+    warmup = point(config.attention_warmup_epoch, config.attention_warmup_step)
+    switch = point(config.switch_epoch, config.switch_step) if VARIANTS[variant].switch else None
     schedule = Schedule(
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         decay_start_step=point(config.decay_start_epoch, config.decay_start_step),
-        attention_warmup_steps=point(config.attention_warmup_epoch, config.attention_warmup_step),
-        switch_step=(point(config.switch_epoch, config.switch_step)
-                     if VARIANTS[variant].switch else None),
+        attention_warmup_steps=warmup,
+        switch_step=switch,
         tau=config.tau,
         variant=variant,
+        guided_step=(warmup if switch is not None and config.guided_discriminator == "attention"
+                     else None),
     )
     check_schedule(schedule, config)
     return schedule

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,7 @@ from aggan.networks import (
     DIRECTIONS,
     Discriminators,
     Translator,
+    composite,
     reverse,
     source_domain,
     target_domain,
@@ -35,29 +37,51 @@ from aggan.schedule import Phase
 # --- The step's modules ----------------------------------------------------------------------
 
 
+class CycleOutputs(NamedTuple):
+    """Per direction: s', A_S(s) and s''."""
+
+    fake: dict[str, Tensor]
+    mask: dict[str, Tensor]
+    cycled: dict[str, Tensor]
+
+
 class CycleForward(nn.Module):
     """The translator's whole forward pass of a step, as one module call (what DDP wraps).
 
     s' = A_S(s) * F(s) + (1 - A_S(s)) * s in both directions, then back for the cycle:
     s'' = A_T(s') * F_T->S(s') + (1 - A_T(s')) * s', the translated image under its own
     domain's attention.
+
+    ``cycle_gradient`` (``train.attention_cycle_gradient``; 1 as released) scales the gradient
+    that the cycle loss sends back through the masks of the cycle, so into the attention networks
+    (and through A_T(s') into the first generator); 0 cuts it. The values computed do not
+    change.
     """
 
-    def __init__(self, translator: Translator) -> None:
+    def __init__(self, translator: Translator, cycle_gradient: float = 1.0) -> None:
         super().__init__()
         self.translator = translator
+        self.cycle_gradient = cycle_gradient
 
-    def forward(self, real_a: Tensor, real_b: Tensor, use_attention: bool
-                ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    def _cycle_mask(self, mask: Tensor) -> Tensor:
+        if self.cycle_gradient == 1:
+            return mask
+        frozen = mask.detach()
+        if self.cycle_gradient == 0:
+            return frozen
+        return frozen + self.cycle_gradient * (mask - frozen)
+
+    def forward(self, real_a: Tensor, real_b: Tensor, use_attention: bool) -> CycleOutputs:
         real = {"a": real_a, "b": real_b}
-        fake, mask = {}, {}
+        out = CycleOutputs({}, {}, {})
         for direction in DIRECTIONS:
-            fake[direction], mask[direction] = self.translator(
-                real[source_domain(direction)], direction, use_attention)
-        cycled = {direction: self.translator(fake[direction], reverse(direction),
-                                             use_attention)[0]
-                  for direction in DIRECTIONS}
-        return fake, mask, cycled
+            source = real[source_domain(direction)]
+            translated, mask = self.translator.parts(source, direction, use_attention)
+            out.fake[direction], out.mask[direction] = composite(mask, translated, source), mask
+            there = composite(self._cycle_mask(mask), translated, source)
+            back, back_mask = self.translator.parts(there, reverse(direction), use_attention)
+            out.cycled[direction] = composite(self._cycle_mask(back_mask), back, there)
+        return out
 
 
 class DiscriminatorScores(nn.Module):
@@ -85,6 +109,7 @@ class StepModules:
     trained: tuple[bool, bool]  # (attention, discriminator norms)
     autocast: torch.autocast
     loss_weights: Mapping[str, float]
+    mask_area_min: float
 
 
 def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
@@ -96,7 +121,7 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
     for discriminator in state.discriminators.by_domain.values():
         # Without instance norm (after the switch) its affine parameters get no gradient.
         discriminator.norms.requires_grad_(phase.normalize_discriminator)
-    cycle: nn.Module = CycleForward(state.translator)
+    cycle: nn.Module = CycleForward(state.translator, config.attention_cycle_gradient)
     scores: nn.Module = DiscriminatorScores(state.discriminators)
     judge: nn.Module = state.discriminators
     if context.enabled:
@@ -108,7 +133,7 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
     return StepModules(cycle, scores, judge,
                        [p for p in state.discriminators.parameters() if p.requires_grad],
                        (phase.train_attention, phase.normalize_discriminator),
-                       autocast(config.precision, device), loss_weights)
+                       autocast(config.precision, device), loss_weights, config.mask_area_min)
 
 
 # --- The step --------------------------------------------------------------------------------
@@ -116,16 +141,20 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
 
 def discriminator_inputs(real: dict[str, Tensor], fake: dict[str, Tensor],
                          mask: dict[str, Tensor], pools: dict[str, HistoryPool],
-                         tau: float) -> dict[str, Tensor]:
+                         tau: float, source_negatives: bool = False) -> dict[str, Tensor]:
     """Per target domain, one batch: the real images under their own domain's attention
-    (A_T(t)), then fakes from the pool under the masks they were made with."""
+    (A_T(t)), then fakes from the pool under the masks they were made with, then (with
+    ``source_negatives``) the real source images under the masks they are translated with."""
     inputs = {}
     for direction in DIRECTIONS:
         target = target_domain(direction)
         pooled_fake, pooled_mask = pools[direction].query(fake[direction], mask[direction])
         real_mask = mask[reverse(direction)]  # A_T(t): computed on t when translating it
-        inputs[target] = torch.cat([real[target] * hard_mask(real_mask, tau),
-                                    pooled_fake * hard_mask(pooled_mask, tau)])
+        batch = [real[target] * hard_mask(real_mask, tau),
+                 pooled_fake * hard_mask(pooled_mask, tau)]
+        if source_negatives:
+            batch.append(real[source_domain(direction)] * hard_mask(mask[direction], tau))
+        inputs[target] = torch.cat(batch)
     return inputs
 
 
@@ -145,7 +174,8 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
     device, so the caller reads them only when it logs).
     """
     with modules.autocast:
-        fake, mask, cycled = modules.cycle(real["a"], real["b"], phase.use_attention)
+        forward = modules.cycle(real["a"], real["b"], phase.use_attention)
+    fake, mask = forward.fake, forward.mask
 
     # Generators and attention: fool the discriminators on the attended region, close the cycle.
     # The discriminators are frozen here and called unwrapped: no gradient, nothing to sync.
@@ -153,20 +183,22 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
         parameter.requires_grad_(False)
     with modules.autocast:
         generator = generator_losses(
-            real, fake, mask, cycled,
+            real, forward,
             lambda images, domain: modules.judge(images, domain, phase.normalize_discriminator),
-            phase.tau, modules.loss_weights)
+            phase.tau, modules.loss_weights, modules.mask_area_min)
     _update(generator, state.optimizer_generators, state.scaler_generators)
 
-    # Discriminators: real and fake go through in one batch (instance norm is per image, so
-    # this changes nothing but the speed).
+    # Discriminators: real, fake (and source) images go through in one batch (instance norm is
+    # per image, so this changes nothing but the speed).
     for parameter in modules.discriminator_params:
         parameter.requires_grad_(True)
-    inputs = discriminator_inputs(real, fake, mask, state.pools, phase.tau)
+    source_negatives = modules.loss_weights["source_negative"] > 0
+    inputs = discriminator_inputs(real, fake, mask, state.pools, phase.tau, source_negatives)
     with modules.autocast:
         scores = modules.scores(inputs, phase.normalize_discriminator)
         discriminator = discriminator_losses(
-            {domain: domain_scores.chunk(2) for domain, domain_scores in scores.items()},
+            {domain: domain_scores.chunk(3 if source_negatives else 2)
+             for domain, domain_scores in scores.items()},
             modules.loss_weights)
     _update(discriminator, state.optimizer_discriminators, state.scaler_discriminators)
 

@@ -3,9 +3,10 @@
 Each input ``x.jpg`` gives ``OUT/x.png`` (the translation, same width and height) and
 ``OUT/masks/x.png`` (the attention mask, unscaled: 0 black, 1 white; the released code min-max
 stretched it), so that ``OUT`` holds translations alone and ``aggan evaluate --fake OUT`` scores
-them. Inputs
-are padded (reflect) to a multiple of 4 for the networks and cropped back. Consecutive inputs of
-the same size are batched.
+them. By default the networks see the input at the scale the model was trained at and the result
+is composited with the full-resolution input (``translate_tensor``). The networks' input is
+padded (reflect) to a multiple of 4 and cropped back. Consecutive inputs of the same size are
+batched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, to_float, to_uint8, write_png
-from aggan.networks import Direction, Translator
+from aggan.networks import Direction, Translator, composite
 
 logger = logging.getLogger(__name__)
 
@@ -99,20 +100,79 @@ def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[tuple[list[Path
         yield group, torch.stack(images)
 
 
+Scale = str | int  # "train" (the model's training crop), "native" (the input's size) or pixels
+
+
+def parse_scale(value: str) -> Scale:
+    """``--scale``: train, native or a number of pixels (at least ``MIN_SIZE_PX``)."""
+    if value in ("train", "native"):
+        return value
+    if not value.isdigit() or int(value) < MIN_SIZE_PX:
+        raise AgganError(f"--scale: expected train, native or a number of pixels >= "
+                         f"{MIN_SIZE_PX}, got {value!r}")
+    return int(value)
+
+
+def scale_px(scale: Scale, training_size_px: int) -> int | None:
+    """The shorter side the networks run at (None: the input's own size)."""
+    if scale == "train":
+        return training_size_px
+    return None if scale == "native" else int(scale)
+
+
+def check_mask_threshold(threshold: float | None) -> None:
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise AgganError(f"--mask-threshold must be in [0, 1], got {threshold}")
+
+
+def resize_shorter_side(images: Tensor, size_px: int) -> Tensor:
+    """Resizes (N, C, H, W) so that the shorter side is ``size_px``, keeping the aspect ratio."""
+    height, width = images.shape[-2:]
+    factor = size_px / min(height, width)
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    if size == (height, width):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False,
+                         antialias=factor < 1)
+
+
 @torch.inference_mode()
 def translate_tensor(translator: Translator, images: Tensor, direction: Direction,
-                     use_attention: bool) -> tuple[Tensor, Tensor]:
-    """uint8 (N, 3, H, W) of any H, W -> translation uint8 (N, 3, H, W), mask uint8 (N, 1, H, W)."""
+                     use_attention: bool, *, scale_px: int | None = None,
+                     mask_threshold: float | None = None) -> tuple[Tensor, Tensor]:
+    """uint8 (N, 3, H, W) of any H, W -> translation uint8 (N, 3, H, W), mask uint8 (N, 1, H, W).
+
+    Args:
+        scale_px: run the networks on the images resized so that their shorter side is this
+            (the model's training crop sees objects at the scale it learned), then upsample the
+            mask and the generator's output and composite with the full-resolution input:
+            out = up(mask) * up(F) + (1 - up(mask)) * input. Where the mask is 0 the output is
+            the input's own pixels. None: the networks run at the input's size.
+        mask_threshold: composite with the hard mask 1[mask >= threshold] instead of the soft
+            one (None): every pixel below it is the input's own.
+    """
     height, width = images.shape[-2:]
     device = next(translator.parameters()).device
-    padded = pad_to_multiple(to_float(images).to(device))
-    translated, mask = translator(padded, direction, use_attention)
-    return (to_uint8(translated[..., :height, :width]).cpu(),
-            to_uint8(mask[..., :height, :width], value_range=(0.0, 1.0)).cpu())
+    full = to_float(images).to(device)
+    scaled = full if scale_px is None else resize_shorter_side(full, scale_px)
+    scaled_height, scaled_width = scaled.shape[-2:]
+    generated, mask = translator.parts(pad_to_multiple(scaled), direction, use_attention)
+    generated = generated[..., :scaled_height, :scaled_width]
+    mask = mask[..., :scaled_height, :scaled_width].float()
+    if (scaled_height, scaled_width) != (height, width):
+        generated, mask = (F.interpolate(x, size=(height, width), mode="bilinear",
+                                         align_corners=False, antialias=scaled_height > height)
+                           for x in (generated, mask))
+        mask = mask.clamp(0, 1)
+    if mask_threshold is not None:
+        mask = (mask >= mask_threshold).float()
+    translated = composite(mask, generated.float(), full)
+    return to_uint8(translated).cpu(), to_uint8(mask, value_range=(0.0, 1.0)).cpu()
 
 
 def translate_paths(translator: Translator, inputs: Sequence[Path], direction: Direction,
                     out_dir: Path, *, use_attention: bool, batch_size: int = 1,
+                    scale_px: int | None = None, mask_threshold: float | None = None,
                     progress: bool = False) -> list[Path]:
     """Translates files and folders of images into ``out_dir``; returns the translations written.
 
@@ -127,7 +187,8 @@ def translate_paths(translator: Translator, inputs: Sequence[Path], direction: D
     written = []
     with tqdm(total=len(paths), disable=not progress, unit="image") as bar:
         for group, images in _batches(paths, batch_size):
-            translated, masks = translate_tensor(translator, images, direction, use_attention)
+            translated, masks = translate_tensor(translator, images, direction, use_attention,
+                                                 scale_px=scale_px, mask_threshold=mask_threshold)
             for path, image, mask in zip(group, translated, masks, strict=True):
                 image_path, mask_path = output_paths(path, out_dir)
                 write_png(image, image_path)

@@ -1,0 +1,107 @@
+"""The attention's mask over a run: does it stay alive after the warm-up, or collapse?
+
+Reads the run folders' ``stats.jsonl`` (the mean mask of each logged training batch) and, with
+``--test-images N``, measures every saved checkpoint on N test images per domain (mean mask and
+the share of pixels above 0.5). Prints a table per run and a final JSON line; ``--json`` writes
+the results.
+
+The criterion of issue #11: after the warm-up, the logged mean mask stays between 0.05 and 0.95
+at every log step, in both directions.
+
+    python benchmarks/mask_trajectory.py RUN [RUN ...] --test-images 50 --json results/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aggan.checkpoint import load_translator, step_file
+from aggan.images import write_json
+from aggan.networks import DIRECTIONS, source_domain
+from aggan.run_folder import fixed_samples
+
+ALIVE = (0.05, 0.95)  # the mean mask after the warm-up must stay inside this range
+
+
+def logged_masks(run_dir: Path) -> tuple[int, list[dict[str, float]]]:
+    """The warm-up's end and the logged mean masks (step, a, b) from there on."""
+    config = json.loads((run_dir / "config.json").read_text())
+    warmup_end = config["schedule"]["attention_warmup_steps"]
+    rows = []
+    for line in (run_dir / "stats.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["step"] > warmup_end and "mask/mean_a" in record:
+            rows.append({"step": record["step"], "a": record["mask/mean_a"],
+                         "b": record["mask/mean_b"]})
+    return warmup_end, rows
+
+
+@torch.no_grad()
+def checkpoint_masks(run_dir: Path, images: int) -> list[dict[str, float]]:
+    """Mean mask and area above 0.5 of every ``checkpoints/step-N.pt`` on the test images."""
+    rows = []
+    steps = sorted(int(m.group(1)) for path in (run_dir / "checkpoints").glob("step-*.pt")
+                   if (m := re.fullmatch(r"step-(\d+)\.pt", path.name)))
+    for step in steps:
+        translator, config, use_attention = load_translator(
+            run_dir / "checkpoints" / step_file(step), torch.device("cpu"))
+        row: dict[str, float] = {"step": step}
+        for direction in DIRECTIONS:
+            batch = fixed_samples(config, source_domain(direction), images)
+            _, mask = translator(batch, direction, use_attention)
+            row[f"mean_{direction}"] = float(mask.mean())
+            row[f"area_{direction}"] = float((mask > 0.5).float().mean())
+        rows.append(row)
+    return rows
+
+
+def summarize(run_dir: Path, test_images: int) -> dict[str, Any]:
+    warmup_end, logged = logged_masks(run_dir)
+    values = [row[domain] for row in logged for domain in ("a", "b")]
+    alive = bool(values) and all(ALIVE[0] <= value <= ALIVE[1] for value in values)
+    return {"run": run_dir.name, "warmup_end": warmup_end, "logged": logged,
+            "min_after_warmup": min(values, default=float("nan")),
+            "max_after_warmup": max(values, default=float("nan")), "alive": alive,
+            "checkpoints": checkpoint_masks(run_dir, test_images) if test_images else []}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--test-images", type=int, default=0,
+                        help="measure each checkpoint on this many test images per domain")
+    parser.add_argument("--every", type=int, default=100, help="print every N steps")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    for run in args.runs:
+        if not (run / "stats.jsonl").is_file():
+            parser.error(f"{run} holds no stats.jsonl (not a run folder, or not started)")
+    results = [summarize(run, args.test_images) for run in args.runs]
+    for result in results:
+        print(f"\n{result['run']}: warm-up until {result['warmup_end']}, mean mask after it "
+              f"{result['min_after_warmup']:.3f} to {result['max_after_warmup']:.3f} "
+              f"({'alive' if result['alive'] else 'COLLAPSED or saturated'})")
+        print("| step | mask a (batch) | mask b (batch) |\n|---|---|---|")
+        for row in result["logged"]:
+            if row["step"] % args.every == 0:
+                print(f"| {row['step']} | {row['a']:.3f} | {row['b']:.3f} |")
+        if result["checkpoints"]:
+            print("| checkpoint | test mean a2b | area>0.5 a2b | test mean b2a | area>0.5 b2a |")
+            print("|---|---|---|---|---|")
+            for row in result["checkpoints"]:
+                print(f"| {row['step']} | {row['mean_a2b']:.3f} | {row['area_a2b']:.3f} | "
+                      f"{row['mean_b2a']:.3f} | {row['area_b2a']:.3f} |")
+    if args.json:
+        write_json(args.json, results)
+    print(json.dumps([{key: value for key, value in result.items() if key != "logged"}
+                      for result in results]))
+
+
+if __name__ == "__main__":
+    main()

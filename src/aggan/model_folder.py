@@ -1,0 +1,278 @@
+"""A trained model as a small, safe, self-describing folder, in the Hugging Face Hub's layout:
+
+    config.json        the architecture, the training size, what it was trained on and how long,
+                       its metrics, and how the weights were stored
+    model.safetensors  the translator only (both generators, both attention networks)
+
+``export_model`` writes one from a checkpoint; ``load_model`` reads one without unpickling
+anything; ``find_model`` finds one by path, by the name of a model shipped in the repository's
+``models/`` folder (or ``$AGGAN_MODELS``), or by a Hub repo id when the optional
+``huggingface_hub`` is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from aggan import __version__
+from aggan.checkpoint import (
+    config_of,
+    load_checkpoint,
+    load_translator,
+    resolve_checkpoint,
+    schedule_of,
+)
+from aggan.config import RunConfig, from_dict, to_dict
+from aggan.errors import AgganError
+from aggan.images import to_uint8
+from aggan.networks import DIRECTIONS, Translator, source_domain
+
+MODEL_FORMAT = "aggan-model"
+MODEL_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+# Shipped models live in the repository's models/ folder (beside src/).
+REPOSITORY_MODELS = Path(__file__).resolve().parents[2] / "models"
+WeightsDtype = Literal["auto", "float32", "float16"]
+CHECK_IMAGES = 8  # per direction, for the float16 check
+MAX_LEVEL_CHANGE = 1  # float16 weights may change an output by at most this many 8-bit levels
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    translator: Translator  # eval mode, float32, on the requested device
+    config: RunConfig  # the run's config; config.data.size_px is the training size
+    info: dict[str, Any]  # config.json as read
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+# --- Export -----------------------------------------------------------------------------------
+
+
+def _check_images(config: RunConfig) -> tuple[dict[str, Tensor], str]:
+    """uint8 images per source domain to compare float16 with float32 on: the run's test (or
+    training) images at its size where its data is here, else seeded noise."""
+    from aggan.run_folder import fixed_samples
+
+    try:
+        images = {domain: to_uint8(fixed_samples(config, domain, CHECK_IMAGES))
+                  for domain in ("a", "b")}
+        return images, f"{CHECK_IMAGES} images per domain of {config.data.root}"
+    except AgganError:
+        generator = torch.Generator().manual_seed(0)
+        size = config.data.size_px
+        images = {domain: torch.randint(0, 256, (CHECK_IMAGES, 3, size, size),
+                                        generator=generator, dtype=torch.uint8)
+                  for domain in ("a", "b")}
+        return images, f"{CHECK_IMAGES} noise images per domain ({config.data.root} not found)"
+
+
+def _rounded_to_float16(translator: Translator) -> Translator:
+    """A copy whose weights are rounded to float16 and computed in float32, as loading does."""
+    rounded = copy.deepcopy(translator)
+    with torch.no_grad():
+        for tensor in rounded.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return rounded
+
+
+def float16_level_change(translator: Translator, images: dict[str, Tensor]) -> int:
+    """The largest change, in 8-bit levels, of any translation or mask pixel when the weights
+    are stored in float16."""
+    from aggan.translate import translate_tensor
+
+    rounded = _rounded_to_float16(translator)
+    change = 0
+    for direction in DIRECTIONS:
+        batch = images[source_domain(direction)]
+        for exact, approximate in zip(translate_tensor(translator, batch, direction, True),
+                                      translate_tensor(rounded, batch, direction, True),
+                                      strict=True):
+            change = max(change, int((exact.int() - approximate.int()).abs().max()))
+    return change
+
+
+def _metrics_of(checkpoint: Path) -> dict[str, Any]:
+    """The run's final metrics (``metrics.json`` beside ``checkpoints/``), if it has them."""
+    metrics = checkpoint.parent.parent / "metrics.json"
+    if not metrics.is_file():
+        return {}
+    try:
+        return json.loads(metrics.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto",
+                 device: torch.device | None = None) -> dict[str, Any]:
+    """Writes ``out_dir/config.json`` and ``out_dir/model.safetensors`` from a checkpoint (file
+    or run folder); returns what config.json holds.
+
+    Args:
+        dtype: float32; float16 (half the size; refused if it changes an output by more than
+            ``MAX_LEVEL_CHANGE`` 8-bit levels on the check images); auto: float16 where it passes
+            that check, else float32.
+
+    Raises:
+        AgganError: an unreadable checkpoint, one still inside the attention warm-up, float16
+            that fails the check, or an ``out_dir`` that exists and is not a model folder.
+    """
+    from safetensors.torch import save_file
+
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    config = config_of(state, path)
+    schedule = schedule_of(state)
+    step = int(state["step"])
+    if config.model.variant != "cyclegan" and not schedule.phase(step).use_attention:
+        raise AgganError(f"{path} is at step {step}, inside the attention warm-up (until "
+                         f"{schedule.attention_warmup_steps}): its attention is not trained yet")
+    if out_dir.exists() and any(out_dir.iterdir()) and not is_model_folder(out_dir):
+        raise AgganError(f"--out {out_dir} exists and is not a model folder; choose another")
+    translator = Translator(config.model)
+    translator.load_state_dict(state["translator"])
+    translator.to(device or torch.device("cpu")).eval()
+
+    images, checked_on = _check_images(config)
+    change = float16_level_change(translator, images) if dtype != "float32" else None
+    if dtype == "float16" and change is not None and change > MAX_LEVEL_CHANGE:
+        raise AgganError(f"float16 weights change an output by {change} levels of 8-bit "
+                         f"(more than {MAX_LEVEL_CHANGE}) on {checked_on}; use --dtype float32")
+    stored = "float16" if change is not None and change <= MAX_LEVEL_CHANGE else "float32"
+    tensors = {name: (tensor.half() if stored == "float16" and tensor.is_floating_point()
+                      else tensor).contiguous().cpu()
+               for name, tensor in translator.state_dict().items()}
+    info = {
+        "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+        "aggan_version": __version__,
+        "variant": config.model.variant,
+        "size_px": config.data.size_px,  # the training crop: translate runs the networks there
+        "data": config.data.root,
+        "step": step, "total_steps": schedule.total_steps,
+        "weights": {"dtype": stored, "float16_max_level_change": change,
+                    "checked_on": checked_on if change is not None else None},
+        "metrics": _metrics_of(path),
+        "config": to_dict(config),
+    }
+    # Written beside the destination and renamed into place: a reader never sees half a folder.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_file(tensors, str(temp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        (temp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                os.replace(temp / name, out_dir / name)
+        else:
+            os.replace(temp, out_dir)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return info
+
+
+# --- Loading -----------------------------------------------------------------------------------
+
+
+def find_model(name: str | Path) -> Path:
+    """A model folder: a path; else a model shipped in ``$AGGAN_MODELS`` or the repository's
+    ``models/``; else (``owner/name``, with ``huggingface_hub`` installed) a Hub download, which
+    works offline from its cache with ``HF_HUB_OFFLINE=1``."""
+    path = Path(name)
+    if path.exists():
+        if not is_model_folder(path):
+            raise AgganError(f"--model: {path} is not a model folder ({CONFIG_FILE} and "
+                             f"{WEIGHTS_FILE}); a run folder or checkpoint goes to --checkpoint")
+        return path
+    text = str(name)
+    if path.is_absolute() or text.startswith(".") or text.count("/") > 1 or path.suffix:
+        raise AgganError(f"--model: {path} does not exist")
+    roots = [Path(os.environ["AGGAN_MODELS"])] if os.environ.get("AGGAN_MODELS") else []
+    for root in [*roots, REPOSITORY_MODELS]:
+        if is_model_folder(root / text):
+            return root / text
+    if text.count("/") == 1:
+        return _hub_download(text)
+    shipped = sorted(p.name for p in REPOSITORY_MODELS.glob("*") if is_model_folder(p))
+    raise AgganError(f"--model: no model {name!r}: not a folder, not one of the shipped models "
+                     f"({', '.join(shipped) or 'none found'}), not a Hub id owner/name")
+
+
+def _hub_download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise AgganError(f"--model {repo_id}: a Hub id needs huggingface_hub "
+                         "(pip install 'aggan[hub]')") from None
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE,
+                                                            "README.md"])
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error) else type(error).__name__
+        raise AgganError(f"--model {repo_id}: cannot get it from the Hub ({first[:200]})") from None
+    path = Path(folder)
+    if not is_model_folder(path):
+        raise AgganError(f"--model {repo_id}: the Hub repo holds no {CONFIG_FILE} and "
+                         f"{WEIGHTS_FILE}")
+    return path
+
+
+def load_model(name: str | Path, device: torch.device | None = None) -> LoadedModel:
+    """Loads a model folder (see ``find_model``); no pickle is read."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = find_model(name)
+    try:
+        info = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise AgganError(f"{path / CONFIG_FILE} is unreadable: {error}") from None
+    if not isinstance(info, dict) or info.get("format") != MODEL_FORMAT:
+        raise AgganError(f"{path / CONFIG_FILE} is not an aggan model's config")
+    if info.get("format_version") != MODEL_FORMAT_VERSION:
+        raise AgganError(f"{path} has model format version {info.get('format_version')}; this "
+                         f"aggan reads version {MODEL_FORMAT_VERSION}")
+    try:
+        config = from_dict(RunConfig, info["config"])
+    except (AgganError, KeyError, TypeError) as error:
+        raise AgganError(f"{path / CONFIG_FILE} has an invalid config: {error}") from None
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as error:
+        raise AgganError(f"{path / WEIGHTS_FILE} is unreadable: {error}") from None
+    translator = Translator(config.model)
+    try:
+        translator.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
+                                    for name, tensor in tensors.items()})
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise AgganError(f"{path / WEIGHTS_FILE} does not fit its config ({first})") from None
+    translator = translator.to(device or torch.device("cpu"),
+                               memory_format=torch.channels_last).eval()
+    return LoadedModel(translator, config, info)
+
+
+def load_for_inference(source: str | Path, device: torch.device
+                       ) -> tuple[Translator, RunConfig, bool]:
+    """What ``translate`` and ``evaluate`` take: a model folder, a shipped model's name, a Hub
+    id, a run folder or a checkpoint file. Returns the translator, the run's config and whether
+    the attention is in use (False for ``cyclegan`` and for checkpoints inside the warm-up)."""
+    path = Path(source)
+    if path.exists() and not is_model_folder(path):
+        return load_translator(path, device)
+    model = load_model(source, device)
+    return model.translator, model.config, True

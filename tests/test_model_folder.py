@@ -1,0 +1,185 @@
+"""A trained model as a shareable folder: export, load without pickle, find by name or Hub id."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from aggan.checkpoint import load_translator
+from aggan.cli import main
+from aggan.config import build_config
+from aggan.errors import AgganError
+from aggan.model_folder import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    export_model,
+    find_model,
+    load_for_inference,
+    load_model,
+)
+from aggan.networks import Translator
+from aggan.train import train
+from aggan.translate import translate_tensor
+from conftest import tiny_layer
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run that got past its warm-up and its switch."""
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    train(build_config(tiny_layer(steps=6, attention_warmup_step=2, switch_step=4,
+                                  checkpoint_every_steps=3)),
+          run_dir, progress=False, tensorboard=False)
+    return run_dir
+
+
+def _images() -> torch.Tensor:
+    return torch.randint(0, 256, (2, 3, 40, 52), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(3))
+
+
+def _translations(translator: Translator) -> list[torch.Tensor]:
+    return [x for direction in ("a2b", "b2a")
+            for x in translate_tensor(translator, _images(), direction, True, scale_px=32)]
+
+
+def test_export_then_from_pretrained_reproduces_the_checkpoint(finished_run: Path,
+                                                               tmp_path: Path) -> None:
+    info = export_model(finished_run, tmp_path / "model", dtype="float32")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    assert info["size_px"] == 32 and info["step"] == 6 and info["weights"]["dtype"] == "float32"
+    assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text()) == info
+    original, _, _ = load_translator(finished_run, torch.device("cpu"))
+    loaded = Translator.from_pretrained(str(tmp_path / "model"))
+    assert not loaded.training
+    for exact, again in zip(_translations(original), _translations(loaded), strict=True):
+        assert torch.equal(exact, again)
+    # The folder holds the translator only: no discriminators, no optimizer state.
+    from safetensors.torch import load_file
+    assert set(load_file(tmp_path / "model" / WEIGHTS_FILE)) == set(original.state_dict())
+
+
+def test_float16_keeps_outputs_within_one_level(finished_run: Path, tmp_path: Path) -> None:
+    info = export_model(finished_run, tmp_path / "half", dtype="float16")
+    assert info["weights"]["dtype"] == "float16"
+    assert info["weights"]["float16_max_level_change"] <= 1
+    full = export_model(finished_run, tmp_path / "full", dtype="float32")
+    assert full["weights"]["float16_max_level_change"] is None
+    sizes = [(tmp_path / name / WEIGHTS_FILE).stat().st_size for name in ("half", "full")]
+    assert sizes[0] < 0.55 * sizes[1]
+    original, _, _ = load_translator(finished_run, torch.device("cpu"))
+    half = load_model(tmp_path / "half").translator
+    for exact, approximate in zip(_translations(original), _translations(half), strict=True):
+        assert (exact.int() - approximate.int()).abs().max() <= 1
+
+
+def test_float16_that_changes_outputs_is_refused(finished_run: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aggan.model_folder.float16_level_change", lambda *args: 3)
+    with pytest.raises(AgganError, match="3 levels"):
+        export_model(finished_run, tmp_path / "half", dtype="float16")
+    assert not (tmp_path / "half").exists()
+    info = export_model(finished_run, tmp_path / "auto")  # auto falls back to float32
+    assert info["weights"]["dtype"] == "float32"
+
+
+def test_loading_runs_no_pickle(finished_run: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    export_model(finished_run, tmp_path / "model")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("unpickling")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    translator, config, use_attention = load_for_inference(tmp_path / "model",
+                                                           torch.device("cpu"))
+    assert use_attention and config.data.size_px == 32
+    assert translator.attention is not None
+
+
+def test_export_refuses_a_checkpoint_inside_the_warm_up(tmp_path: Path) -> None:
+    """Stopped at step 2 of a warm-up until 4: the attention was never used."""
+    early = tmp_path / "early"
+    train(build_config(tiny_layer(steps=6, attention_warmup_step=4, switch_step=5)), early,
+          stop_at_step=2, progress=False, tensorboard=False)
+    with pytest.raises(AgganError, match="inside the attention warm-up"):
+        export_model(early, tmp_path / "model")
+
+
+def test_export_never_overwrites_another_folder(finished_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.jpg").write_bytes(b"mine")
+    with pytest.raises(AgganError, match="not a model folder"):
+        export_model(finished_run, tmp_path / "photos")
+    assert (tmp_path / "photos" / "keep.jpg").read_bytes() == b"mine"
+    export_model(finished_run, tmp_path / "model")
+    export_model(finished_run, tmp_path / "model")  # a model folder is replaced in place
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left over
+
+
+def test_find_model_errors_are_one_line(tmp_path: Path, finished_run: Path) -> None:
+    with pytest.raises(AgganError, match="does not exist"):
+        find_model(tmp_path / "missing")
+    with pytest.raises(AgganError, match="not a model folder"):
+        find_model(finished_run)
+    with pytest.raises(AgganError, match="no model 'no-such-model'"):
+        find_model("no-such-model")
+    export_model(finished_run, tmp_path / "model")
+    (tmp_path / "model" / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(AgganError, match=WEIGHTS_FILE):
+        load_model(tmp_path / "model")
+
+
+def test_shipped_names_resolve_through_aggan_models(finished_run: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    export_model(finished_run, tmp_path / "models" / "tiny-32")
+    monkeypatch.setenv("AGGAN_MODELS", str(tmp_path / "models"))
+    assert find_model("tiny-32") == tmp_path / "models" / "tiny-32"
+
+
+def test_hub_id_from_the_local_cache(finished_run: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub path through huggingface_hub itself, offline: a cached snapshot of owner/name
+    in the layout the Hub client keeps, as a download leaves it."""
+    pytest.importorskip("huggingface_hub")
+    export_model(finished_run, tmp_path / "model")
+    cache = tmp_path / "hub"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--someone--tiny-32"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(tmp_path / "model", repo / "snapshots" / revision)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    loaded = load_model("someone/tiny-32")
+    original, _, _ = load_translator(finished_run, torch.device("cpu"))
+    for exact, again in zip(_translations(original), _translations(loaded.translator),
+                            strict=True):
+        assert (exact.int() - again.int()).abs().max() <= 1
+    with pytest.raises(AgganError, match="cannot get it from the Hub"):
+        load_model("someone/absent")
+
+
+def test_cli_export_then_translate_with_model(finished_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-weights", "--checkpoint", str(finished_run), "--out",
+                 str(tmp_path / "model")]) == 0
+    assert "model.safetensors" in capsys.readouterr().out
+    image = tmp_path / "in" / "x.png"
+    image.parent.mkdir()
+    from aggan.images import write_png
+    write_png(_images()[0], image)
+    assert main(["translate", "--model", str(tmp_path / "model"), "--input", str(image),
+                 "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 0
+    assert (tmp_path / "out" / "x.png").is_file()
+    assert (tmp_path / "out" / "masks" / "x.png").is_file()
