@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from aggan import __version__
@@ -36,6 +38,8 @@ from aggan.config import RunConfig, from_dict, to_dict
 from aggan.errors import AgganError
 from aggan.images import to_uint8
 from aggan.networks import DIRECTIONS, Translator, source_domain
+from aggan.run_folder import fixed_samples
+from aggan.translate import translate_tensor
 
 MODEL_FORMAT = "aggan-model"
 MODEL_FORMAT_VERSION = 1
@@ -65,8 +69,6 @@ def is_model_folder(path: Path) -> bool:
 def _check_images(config: RunConfig) -> tuple[dict[str, Tensor], str]:
     """uint8 images per source domain to compare float16 with float32 on: the run's test (or
     training) images at its size where its data is here, else seeded noise."""
-    from aggan.run_folder import fixed_samples
-
     try:
         images = {domain: to_uint8(fixed_samples(config, domain, CHECK_IMAGES))
                   for domain in ("a", "b")}
@@ -93,8 +95,6 @@ def _rounded_to_float16(translator: Translator) -> Translator:
 def float16_level_change(translator: Translator, images: dict[str, Tensor]) -> int:
     """The largest change, in 8-bit levels, of any translation or mask pixel when the weights
     are stored in float16."""
-    from aggan.translate import translate_tensor
-
     rounded = _rounded_to_float16(translator)
     change = 0
     for direction in DIRECTIONS:
@@ -131,8 +131,6 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
         AgganError: an unreadable checkpoint, one still inside the attention warm-up, float16
             that fails the check, or an ``out_dir`` that exists and is not a model folder.
     """
-    from safetensors.torch import save_file
-
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     config = config_of(state, path)
@@ -233,9 +231,6 @@ def _hub_download(repo_id: str) -> Path:
 
 def load_model(name: str | Path, device: torch.device | None = None) -> LoadedModel:
     """Loads a model folder (see ``find_model``); no pickle is read."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = find_model(name)
     try:
         info = json.loads((path / CONFIG_FILE).read_text())

@@ -1,0 +1,132 @@
+"""What the method buys on photos: aggan against a cyclegan-variant model and the identity.
+
+On horse2zebra's test photos resized to the model's scale (``--size``, default the aggan
+model's training size), per direction and method:
+- KID x100 (mean +- std over 100 subsets) and FID against the real test photos of the target
+  domain, resized the same way;
+- locality without ground truth: the share of pixels changed by more than 8/255 in any channel,
+  the mean absolute change (in 8-bit levels), and for aggan the mean mask;
+- a gallery: input | mask | aggan | cyclegan for ``--gallery-rows`` test photos per direction.
+Prints a table and a final JSON line; ``--json`` writes the results.
+
+    python benchmarks/real_quality.py --aggan models/horse2zebra-128 --cyclegan RUN_CYCLEGAN \\
+        --data ../shared/data/horse2zebra --json benchmarks/results/real_quality.json \\
+        --gallery docs/real_gallery
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torchvision.utils import make_grid
+
+from aggan.data import FolderDomain
+from aggan.images import write_png
+from aggan.metrics.fid_kid import fid_kid
+from aggan.metrics.inception import InceptionFeatures
+from aggan.model_folder import load_for_inference
+from aggan.networks import DIRECTIONS, Direction, source_domain, target_domain
+from aggan.translate import translate_tensor
+
+CHANGED_LEVELS = 8  # a pixel counts as changed above this many 8-bit levels in any channel
+
+
+def test_photos(root: Path, domain: str, size: int) -> Tensor:
+    """The test photos of a domain, resized to size x size (antialiased), as uint8 (N, 3, S, S)."""
+    images = FolderDomain(root / f"test{domain.upper()}")
+    resized = [F.interpolate(images.load(i)[None].float(), size=(size, size), mode="bilinear",
+                             antialias=True, align_corners=False)[0]
+               for i in range(len(images))]
+    return torch.stack(resized).round().clamp(0, 255).to(torch.uint8)
+
+
+def translate_all(source: str | None, inputs: Tensor, direction: Direction
+                  ) -> tuple[Tensor, Tensor | None]:
+    """Translations (and masks) of ``inputs`` by a model; the identity when ``source`` is None."""
+    if source is None:
+        return inputs, None
+    translator, _, use_attention = load_for_inference(source, torch.device("cpu"))
+    outputs, masks = zip(*(translate_tensor(translator, image[None], direction, use_attention)
+                           for image in inputs), strict=True)
+    return torch.cat(outputs), torch.cat(masks)
+
+
+def locality(inputs: Tensor, outputs: Tensor) -> dict[str, float]:
+    change = (outputs.int() - inputs.int()).abs()
+    return {"changed_share": float((change.amax(dim=1) > CHANGED_LEVELS).float().mean()),
+            "mean_abs_change_levels": float(change.float().mean())}
+
+
+def gallery(inputs: Tensor, masks: Tensor, aggan: Tensor, cyclegan: Tensor | None) -> Tensor:
+    """Rows of input | mask | aggan (| cyclegan), uint8."""
+    columns = [inputs, masks.expand_as(inputs), aggan] + ([cyclegan] if cyclegan is not None
+                                                           else [])
+    tiles = torch.stack(columns, dim=1).flatten(0, 1)
+    return make_grid(tiles, nrow=len(columns), padding=2, pad_value=255)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--aggan", required=True, help="model folder, name, run or checkpoint")
+    parser.add_argument("--cyclegan", help="the cyclegan-variant model trained the same way")
+    parser.add_argument("--data", required=True, type=Path, help="folder with testA/ testB/")
+    parser.add_argument("--size", type=int, help="pixels (default: the aggan model's training "
+                        "size)")
+    parser.add_argument("--gallery", type=Path, help="write GALLERY_a2b.png and GALLERY_b2a.png")
+    parser.add_argument("--gallery-rows", type=int, default=8)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    _, config, _ = load_for_inference(args.aggan, torch.device("cpu"))
+    size = args.size or config.data.size_px
+    photos = {domain: test_photos(args.data, domain, size) for domain in ("a", "b")}
+    inception = InceptionFeatures()
+    real_features = {domain: inception.extract(photos[domain]) for domain in photos}
+    methods = {"identity": None, "aggan": args.aggan, "cyclegan": args.cyclegan}
+    results: dict[str, Any] = {"size": size, "aggan": args.aggan, "cyclegan": args.cyclegan,
+                               "rows": []}
+    for direction in DIRECTIONS:
+        inputs = photos[source_domain(direction)]
+        outputs: dict[str, Tensor] = {}
+        for method, source in methods.items():
+            if method == "cyclegan" and source is None:
+                continue
+            outputs[method], masks = translate_all(source, inputs, direction)
+            scores = fid_kid(real_features[target_domain(direction)],
+                             inception.extract(outputs[method]))
+            row = {"direction": direction, "method": method, "fid": scores.fid,
+                   "kid_x100_mean": scores.kid_x100_mean, "kid_x100_std": scores.kid_x100_std,
+                   "images": len(inputs), "real_images": scores.real_images,
+                   **locality(inputs, outputs[method])}
+            if method == "aggan" and masks is not None:
+                row["mean_mask"] = float(masks.float().mean() / 255)
+                aggan_masks = masks
+            results["rows"].append(row)
+        if args.gallery:
+            rows = slice(0, args.gallery_rows)
+            write_png(gallery(inputs[rows], aggan_masks[rows], outputs["aggan"][rows],
+                              outputs["cyclegan"][rows] if "cyclegan" in outputs else None),
+                      args.gallery.parent / f"{args.gallery.name}_{direction}.png")
+
+    print(f"horse2zebra test photos at {size} px")
+    print("| direction | method | KID x100 | FID | changed > 8/255 | mean abs change | mean mask |")
+    print("|---|---|---|---|---|---|---|")
+    for row in results["rows"]:
+        mask = f"{row['mean_mask']:.3f}" if "mean_mask" in row else ""
+        print(f"| {row['direction']} | {row['method']} | {row['kid_x100_mean']:.2f} +- "
+              f"{row['kid_x100_std']:.2f} | {row['fid']:.1f} | {row['changed_share']:.3f} | "
+              f"{row['mean_abs_change_levels']:.2f} | {mask} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
