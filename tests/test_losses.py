@@ -112,4 +112,23 @@ def test_mask_border_loss_is_the_mean_mask_on_the_outer_tenth() -> None:
     top_row[..., 0, :] = 1
     assert torch.isclose(mask_border_loss(top_row), torch.tensor(20 / 144))
     assert mask_border_loss(torch.ones(2, 1, 20, 20)) == 1
+    small = torch.zeros(1, 1, 10, 10)  # a band of 1 pixel: 36 border pixels
+    small[..., 0, :] = 1
+    assert torch.isclose(mask_border_loss(small), torch.tensor(10 / 36))
+
+
+def test_border_term_only_with_its_weight() -> None:
+    images = {d: torch.zeros(1, 3, 10, 10) for d in "ab"}
+    masks = {d: torch.zeros(1, 1, 10, 10) for d in ("a2b", "b2a")}
+    masks["a2b"][..., 0, :] = 1
+    fakes = {"a2b": images["b"], "b2a": images["a"]}
+    forward = CycleOutputs(fakes, masks, fakes)
+    weights = {"adversarial": 0.0, "cycle": 0.0, "mask_border": 0.0}
+    assert not any("mask_border" in k for k in generator_losses(
+        images, forward, lambda x, domain: torch.ones(1), 0.0, weights).terms)
+    losses = generator_losses(images, forward, lambda x, domain: torch.ones(1), 0.0,
+                              weights | {"mask_border": 3.0})
+    assert torch.isclose(losses.terms["loss/mask_border_a"], torch.tensor(10 / 36))
+    assert losses.terms["loss/mask_border_b"] == 0
+    assert torch.isclose(losses.total, torch.tensor(3.0 * 10 / 36))
 

@@ -203,3 +203,24 @@ def test_source_negatives_are_judged_as_fakes_under_their_masks(tiny_config: Run
     torch.testing.assert_close(judged["a"][2:], real["b"] * hard_mask(mask_b, tau), rtol=0,
                                atol=1e-6)
     assert (judged["b"][2] == 0).float().mean() > 0.3  # the source's own mask hid something
+
+
+def test_a_step_computes_the_priors_and_source_negatives_it_is_given(
+        tiny_config: RunConfig) -> None:
+    """The step hands the area floor its minimum and the discriminators their source negatives:
+    their terms come out with the values computed from the step's own masks and scores."""
+    train = dataclasses.replace(tiny_config.train, mask_area_min=0.99, mask_area_weight=1.0,
+                                source_negative_weight=1.0, pool_size=0)
+    config = dataclasses.replace(tiny_config, train=train)
+    state, real = _state(config), _real()
+    with torch.no_grad():
+        _, mask_a = state.translator(real["a"], "a2b")
+        source_scores = state.discriminators(real["a"] * hard_mask(mask_a, 0.0), "b")
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
+                           loss_weights(train))
+    terms = training_step(state, modules, real, WARMED_UP)
+    torch.testing.assert_close(terms["loss/mask_area_a"], 0.99 - mask_a.mean(), rtol=1e-5,
+                               atol=1e-6)
+    # D_b's source negative: the horse scored as a fake zebra, before D's update.
+    torch.testing.assert_close(terms["loss/source_negative_b"],
+                               0.5 * torch.mean(source_scores ** 2), rtol=1e-4, atol=1e-6)

@@ -128,7 +128,8 @@ class TrainConfig:
     adam_beta2: float = 0.999
     cycle_weight: float = 10.0
     pool_size: int = 50  # history of generated images (with their masks) shown to D
-    tau: float = 0.1  # hard-mask threshold on the discriminator input after the switch
+    # Hard-mask threshold on the discriminator input once it is guided (guided_discriminator).
+    tau: float = 0.1
     epochs: float = 100.0
     decay_start_epoch: float = 50.0  # lr constant before, linear to 0 at the end
     # The switch: tau 0 -> tau, attention frozen, discriminator instance norm off. The released
@@ -139,8 +140,8 @@ class TrainConfig:
     # pitfall"). 0 restores the released code.
     attention_warmup_epoch: float = 25.0
     # What keeps the attention alive and on the objects on photos. None is in the paper; each
-    # was measured on horse2zebra (benchmarks/README.md, "Real photos: the attention"), and
-    # --config official switches them all off.
+    # was measured on horse2zebra (benchmarks/README.md, "Real photos: keeping the attention
+    # alive and on the animals"), and --config official switches them all off.
     # How strongly the cycle loss trains the attention networks: a factor on the gradient it
     # sends back through the masks (1 as released; 0: the adversarial loss and the priors
     # alone). The cycle loss is smallest with mask 0: on photos it drives the mask there unless

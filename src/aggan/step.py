@@ -141,7 +141,7 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
 
 def discriminator_inputs(real: dict[str, Tensor], fake: dict[str, Tensor],
                          mask: dict[str, Tensor], pools: dict[str, HistoryPool],
-                         tau: float, source_negatives: bool = False) -> dict[str, Tensor]:
+                         tau: float, source_negatives: bool) -> dict[str, Tensor]:
     """Per target domain, one batch: the real images under their own domain's attention
     (A_T(t)), then fakes from the pool under the masks they were made with, then (with
     ``source_negatives``) the real source images under the masks they are translated with."""

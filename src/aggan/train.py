@@ -50,6 +50,8 @@ from aggan.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
+BAR_TERMS = ("loss/adversarial", "loss/cycle", "loss/discriminator", "mask/mean")
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -148,8 +150,10 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     values["sched/tau"] = phase.tau
                     data_seconds, step_started, logged_step = 0.0, now, state.step
                     tracker.scalars(state.step, values)
+                    # The method's terms and the masks; the priors' terms are in stats.jsonl.
                     bar.set_postfix({key.split("/")[-1]: f"{value:.3f}"
-                                     for key, value in values.items() if key.startswith("loss/")})
+                                     for key, value in values.items()
+                                     if key.startswith(BAR_TERMS)})
                     collapse.check(values, phase, state.step)
                 sample_now = (state.step % config.train.sample_every_steps == 0
                               or state.step == end_step)
