@@ -22,7 +22,7 @@ from aggan.errors import AgganError
 
 logger = logging.getLogger("aggan")
 
-MODEL_HELP = ("a model folder (aggan export-weights), a shipped model's name (horse2zebra-128), "
+MODEL_HELP = ("a model folder (aggan export-weights), the name of a model in models/, "
               "a Hugging Face Hub id owner/name (with huggingface_hub), a run folder (its "
               "checkpoints/latest.pt) or a checkpoint file")
 DEMO_NOTE = ("no --data given: training the built-in demo (synthetic scenes, 64 px); "
@@ -82,7 +82,7 @@ def _add_translate(subparsers: Any) -> None:
         description="Writes OUT/x.png (translation) and OUT/masks/x.png (attention, 0 black, "
                     "1 white) per input x.*, at the input's size.",
         epilog="examples:\n"
-               "  aggan translate --model horse2zebra-128 --input photo.jpg --out out/ "
+               "  aggan translate --model models/my-h2z --input photo.jpg --out out/ "
                "--direction a2b\n"
                "  aggan translate --checkpoint runs/h2z --input photos/ --out out/ --direction a2b",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -377,7 +377,7 @@ class Translator(nn.Module):
     def from_pretrained(cls, name_or_path: str, device: torch.device | str = "cpu"
                         ) -> Translator:
         """A model folder (``config.json`` + ``model.safetensors``, as ``aggan export-weights``
-        writes it), the name of a shipped model (``"horse2zebra-128"``) or a Hugging Face Hub id
+        writes it), the name of a model shipped in ``models/`` or a Hugging Face Hub id
         (with ``huggingface_hub`` installed), in eval mode. No pickle is read.
 
         The networks expect images at the model's training size; ``aggan.translate.
