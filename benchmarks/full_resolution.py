@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aggan.images import list_images
+from aggan.images import list_images, write_json
 from aggan.model_folder import load_for_inference
 from aggan.translate import scale_px, translate_tensor
 from speed import cpu_name  # benchmarks/speed.py, beside this script
@@ -121,8 +121,7 @@ def main() -> None:
     record = {"model": args.model, "direction": args.direction, "size": args.size,
               "cpu": cpu_name(), "threads": args.threads, "modes": modes}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.json, record)
     print(json.dumps(record))
 
 

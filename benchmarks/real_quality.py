@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from torchvision.utils import make_grid
 
 from aggan.data import FolderDomain
-from aggan.images import write_png
+from aggan.images import write_json, write_png
 from aggan.metrics.fid_kid import fid_kid
 from aggan.metrics.inception import InceptionFeatures
 from aggan.model_folder import load_for_inference
@@ -123,8 +123,7 @@ def main() -> None:
               f"{row['kid_x100_std']:.2f} | {row['fid']:.1f} | {row['changed_share']:.3f} | "
               f"{row['mean_abs_change_levels']:.2f} | {mask} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     print(json.dumps(results))
 
 

@@ -45,6 +45,7 @@ from aggan.checkpoint import TrainState, build_state
 from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
 from aggan.device import resolve_device, tensor_layout
+from aggan.images import write_json
 from aggan.losses import loss_weights
 from aggan.schedule import Phase
 from aggan.step import StepModules, step_modules, training_step
@@ -347,8 +348,7 @@ def main() -> None:
     result["loader"]["steps/s needed (slowest option)"] = 1 / step_seconds
     print(format_tables(result))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     print(json.dumps(result))
 
 
