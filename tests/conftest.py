@@ -61,6 +61,19 @@ def learned_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model past its warm-up and switch (6 steps), exported as a model folder."""
+    from aggan.model_folder import export_model
+    from aggan.train import train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    train(build_config(tiny_layer(steps=6, attention_warmup_step=2, switch_step=4)),
+          root / "run", progress=False, tensorboard=False)
+    export_model(root / "run", root / "model", dtype="float32")
+    return root / "model"
+
+
 @pytest.fixture
 def image_folder_factory(tmp_path: Path):
     """make(name, count, size) -> a CycleGAN-layout root with trainA/trainB/testA/testB."""

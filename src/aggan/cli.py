@@ -1,5 +1,5 @@
-"""The ``aggan`` command: ``train``, ``translate``, ``evaluate``, ``export-weights`` and ``data
-synthetic``.
+"""The ``aggan`` command: ``train``, ``translate``, ``evaluate``, ``export-weights``, ``export``,
+``demo`` and ``data synthetic``.
 
 Each subcommand parses its flags, builds a config and calls one library function. Errors in the
 user's input become one line, ``aggan: error: ...``, and exit status 2.
@@ -128,6 +128,45 @@ def _add_export_weights(subparsers: Any) -> None:
     parser.set_defaults(run=_run_export_weights)
 
 
+def _add_export(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export the translation as one ONNX or torch.export (pt2) graph",
+        description="Writes the whole translation (padding, generator, attention, composite, "
+                    "crop) as one graph for images of any size, runs the file (onnxruntime or "
+                    "torch.export.load) on three sizes and keeps it only if it matches PyTorch "
+                    "(float input: 1e-4; uint8: one level). The graph runs at the size it is "
+                    "given: resize photos so that their shorter side is the training size "
+                    "(stored in the file's metadata) for the scale the model learned.",
+        epilog="example: aggan export --model models/my-h2z --format onnx --out h2z.onnx")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
+    parser.add_argument("--format", choices=("onnx", "pt2"),
+                        help="default: from --out's suffix (.onnx or .pt2)")
+    parser.add_argument("--direction", default="a2b", choices=("a2b", "b2a", "both"),
+                        help="a2b (default), b2a, or both (outputs translation_a2b, mask_a2b, "
+                        "translation_b2a, mask_b2a)")
+    parser.add_argument("--input-type", default="uint8", choices=("uint8", "float"),
+                        help="uint8 (default): images (N, 3, H, W) 0..255 in and out; float: "
+                        "values in [0, 1]")
+    parser.add_argument("--out", required=True, type=Path, help="the file to write")
+    parser.set_defaults(run=_run_export)
+
+
+def _add_demo(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="a web page to try a model (Gradio)",
+        description="Serves a page to upload a photo (or pick an example), choose the direction "
+                    "and see the translation, the mask, the mask over the photo and a "
+                    "before/after slider, with a full-resolution download. Runs offline.",
+        epilog="example: aggan demo --model models/my-h2z   (then open http://127.0.0.1:7860)")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--examples", type=Path, help="folder of example photos (default: the "
+                        "model's test photos where its data is on this machine)")
+    parser.set_defaults(run=_run_demo)
+
+
 def _add_data(subparsers: Any) -> None:
     parser = subparsers.add_parser("data", help="datasets")
     data_commands = parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -187,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_translate(subparsers)
     _add_evaluate(subparsers)
     _add_export_weights(subparsers)
+    _add_export(subparsers)
+    _add_demo(subparsers)
     _add_data(subparsers)
     return parser
 
@@ -334,6 +375,38 @@ def _run_export_weights(args: argparse.Namespace) -> int:
              f"level(s) of 8-bit on {weights['checked_on']}")
     print(f"wrote {args.out}: {WEIGHTS_FILE} ({size_mb:.1f} MB, {weights['dtype']}{check}) and "
           f"config.json ({info['variant']}, {info['size_px']} px, step {info['step']})")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from aggan.export import export_graph, parse_directions
+    from aggan.model_folder import load_for_inference
+
+    fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(args.out.suffix)
+    if fmt is None:
+        raise AgganError(f"--out {args.out}: give --format onnx or pt2, or a name ending in "
+                         ".onnx or .pt2")
+    translator, config, use_attention = load_for_inference(args.model, torch.device("cpu"))
+    report = export_graph(translator, args.out, fmt=fmt, directions=parse_directions(
+        args.direction), input_kind=args.input_type, size_px=config.data.size_px,
+        use_attention=use_attention, metadata={"model": str(args.model),
+                                               "variant": config.model.variant})
+    checks = ", ".join(f"{size}: {difference:.2g}"
+                       for size, difference in report.max_difference.items())
+    print(f"wrote {args.out} ({report.size_bytes / 1e6:.1f} MB, {fmt}); max abs difference to "
+          f"PyTorch {checks} (tolerance {report.tolerance:g})")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from aggan.demo import build_demo
+
+    demo = build_demo(args.model, args.examples)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself
+    print(f"aggan demo on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    demo.launch(server_name=args.host, server_port=args.port, quiet=True)
     return 0
 
 

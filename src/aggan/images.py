@@ -74,7 +74,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Runs ``write(temp_path)`` then renames the temp file over ``path``: readers never see
     a half-written file, and a crash leaves the previous version intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temp name ends as the target does: some writers (torch.export.save) check it.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                                     dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)
     try:
