@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from aggan.images import write_json
 from aggan.model_folder import load_model
 from aggan.networks import Translator
 from aggan.translate import translate_tensor
+from speed import cpu_name  # benchmarks/speed.py
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"file sizes (MB): {sizes_mb}")
     result = {"benchmark": "export_latency", "torch": torch.__version__,
               "onnxruntime": onnxruntime.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "model": args.model or "random",
+              "cpu": cpu_name(), "model": args.model or "random",
               "file_mb": sizes_mb, "rows": rows}
     print(json.dumps(result))
     if args.json:

@@ -195,7 +195,7 @@ def export_graph(translator: Translator, out: Path, *, fmt: Format,
         del model.generators[direction]
         if model.attention is not None:
             del model.attention[source_domain(direction)]
-    graph = TranslationGraph(model.eval(), directions, input_kind, use_attention)
+    graph = TranslationGraph(model, directions, input_kind, use_attention).eval()
     sizes = check_sizes(size_px)
     info = {"format": "aggan-translation-graph", "directions": ",".join(directions),
             "input": input_kind, "outputs": ",".join(output_names(directions)),
