@@ -76,9 +76,11 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path: Path
     distributed_out = outputs(tmp_path / "ddp3" / "rank0.pt")
     single_out = outputs(tmp_path / "single" / "rank0.pt")
     for key, value in distributed_out.items():
-        # 5e-4 is a fifteenth of one 8-bit grey level on [-1, 1] images, and of least-squares
-        # scores whose targets are 0 and 1.
-        torch.testing.assert_close(value, single_out[key], rtol=0, atol=5e-4, msg=key)
+        # 4e-3 is half of one 8-bit grey level on [-1, 1] images. The rounding amplified by
+        # Adam depends on the CPU's kernels: after these 3 steps the generated images differed
+        # by 4e-5 on an Intel Xeon (Sapphire Rapids) and by 1.4e-3 on an AMD EPYC (Zen 4);
+        # masks by 2e-7 and scores by 1e-5 on both.
+        torch.testing.assert_close(value, single_out[key], rtol=0, atol=4e-3, msg=key)
 
     # Resume across the switch (step 6) in the distributed run: the same result.
     run_worker(tmp_path / "halves", batch_size=1, processes=2, stop_at=4)

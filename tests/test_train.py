@@ -164,23 +164,28 @@ def _steps_and_outputs(layer: dict, steps: int = 3) -> tuple[list[dict], dict[st
     return terms, {"translated": translated, "mask": mask, "scores": scores}
 
 
-def _assert_same_training(expected: tuple, actual: tuple, tolerance: float) -> None:
+def _assert_same_training(expected: tuple, actual: tuple, tolerance: float,
+                          output_tolerance: float | None = None) -> None:
     for want, got in zip(expected[0], actual[0], strict=True):
         for key in want:
             torch.testing.assert_close(got[key].float(), want[key], rtol=tolerance,
                                        atol=tolerance, msg=key)
+    output_tolerance = output_tolerance or tolerance
     for key, want in expected[1].items():
-        torch.testing.assert_close(actual[1][key].float(), want, rtol=tolerance, atol=tolerance,
+        torch.testing.assert_close(actual[1][key].float(), want, rtol=output_tolerance,
+                                   atol=output_tolerance,
                                    msg=key)
 
 
 def test_channels_last_trains_like_contiguous() -> None:
     """The default channels-last path computes what the plain (NCHW) path does, to float32
-    rounding; raw weights are not compared, since Adam turns the rounding noise in the
-    gradients of conv biases before instance norm into lr-sized steps that change nothing."""
+    rounding: the loss terms of every step to 2e-4. Raw weights are not compared, and the
+    outputs after the steps only to half an 8-bit level (4e-3 on [-1, 1]): Adam turns gradient
+    components at rounding-noise level into lr-sized steps of either sign. Measured output
+    differences: 5e-5 on an Intel Xeon (Sapphire Rapids), 5.1e-4 on an AMD EPYC (Zen 4)."""
     plain = _steps_and_outputs(tiny_layer(channels_last=False))
     fast = _steps_and_outputs(tiny_layer(channels_last=True))
-    _assert_same_training(plain, fast, tolerance=2e-4)
+    _assert_same_training(plain, fast, tolerance=2e-4, output_tolerance=4e-3)
 
 
 def test_fused_adam_steps_like_the_reference_loop() -> None:
