@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 from PIL import Image
 
 from aggan.errors import AgganError
-from aggan.images import atomic_write, read_image, to_float, to_uint8, write_png
+from aggan.images import atomic_write, read_image, to_float, to_uint8, write_json, write_png
 
 
 def _gradient(height: int = 12, width: int = 20) -> np.ndarray:
@@ -76,3 +78,16 @@ def test_png_round_trip(tmp_path: Path) -> None:
     write_png(image, tmp_path / "a.png")
     assert torch.equal(read_image(tmp_path / "a.png"), image)
     assert torch.equal(to_uint8(to_float(image)), image)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_the_umask_allows(tmp_path: Path, umask: int) -> None:
+    """Checkpoints, images and reports are shared with a team: not mkstemp's 0600."""
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "report.json", {"a": 1})
+        write_png(torch.zeros(3, 4, 4, dtype=torch.uint8), tmp_path / "image.png")
+    finally:
+        os.umask(previous)
+    for name in ("report.json", "image.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask

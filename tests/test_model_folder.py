@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,12 @@ def test_cli_export_then_translate_with_model(finished_run: Path, tmp_path: Path
                  "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 0
     assert (tmp_path / "out" / "x.png").is_file()
     assert (tmp_path / "out" / "masks" / "x.png").is_file()
+
+
+def test_exported_folder_is_readable_by_the_team(finished_run: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        export_model(finished_run, tmp_path / "model", dtype="float32")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755  # not mkdtemp's 0700

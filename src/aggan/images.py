@@ -70,13 +70,28 @@ def read_image(path: Path) -> Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Runs ``write(temp_path)`` then renames the temp file over ``path``: readers never see
-    a half-written file, and a crash leaves the previous version intact."""
+    a half-written file, and a crash leaves the previous version intact. The file gets the
+    mode a plain ``open`` would give it (0666 less the umask), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp name ends as the target does: some writers (torch.export.save) check it.
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
                                      dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     temp = Path(temp_name)
     try:
