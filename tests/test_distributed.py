@@ -78,8 +78,8 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path: Path
     for key, value in distributed_out.items():
         # 4e-3 is half of one 8-bit grey level on [-1, 1] images. The rounding amplified by
         # Adam depends on the CPU's kernels: after these 3 steps the generated images differed
-        # by 4e-5 on an Intel Xeon (Sapphire Rapids) and by 1.4e-3 on an AMD EPYC (Zen 4);
-        # masks by 2e-7 and scores by 1e-5 on both.
+        # by 4e-5 on an Intel Xeon (Sapphire Rapids) and by 1.4e-3 on an AMD EPYC (Zen 4),
+        # where the masks differed by 2e-7 and the scores by 1e-5.
         torch.testing.assert_close(value, single_out[key], rtol=0, atol=4e-3, msg=key)
 
     # Resume across the switch (step 6) in the distributed run: the same result.

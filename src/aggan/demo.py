@@ -93,7 +93,6 @@ def translate_upload(model: DemoModel, path: str | Path | None, direction: Direc
     photo = image.permute(1, 2, 0).numpy()
     result = translation[0].permute(1, 2, 0).numpy()
     mask_2d = mask[0, 0].numpy()
-    out_dir.mkdir(parents=True, exist_ok=True)
     download = out_dir / f"{Path(str(path)).stem}_{direction}.png"
     write_png(translation[0], download)
     return {"photo": photo, "translation": result, "mask": mask_2d,
