@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import shutil
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,8 +128,17 @@ def checkpoint_dict(state: TrainState, config: RunConfig, schedule: Schedule,
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    """Writes ``checkpoint`` to ``path`` atomically."""
-    atomic_write(path, lambda temp: torch.save(checkpoint, temp))
+    """Writes ``checkpoint`` to ``path`` atomically; a failure (a full disk) leaves the previous
+    file as it was and no temp file."""
+    try:
+        atomic_write(path, lambda temp: torch.save(checkpoint, temp))
+    except (OSError, RuntimeError) as error:
+        # torch.save reports a full disk as a RuntimeError about stream positions.
+        free_mb = shutil.disk_usage(path.parent).free / 1e6
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "write failed"
+        raise AgganError(f"cannot write checkpoint {path} ({reason}; {free_mb:.0f} MB free on "
+                         "its disk); nothing was replaced: the checkpoints saved before are "
+                         "intact") from None
 
 
 def save_training_checkpoint(state: TrainState, config: RunConfig, schedule: Schedule,
@@ -163,17 +173,40 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
+UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+              ValueError, KeyError)
+
+
+def _read(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _intact_alternative(path: Path) -> str:
+    """For a broken ``latest.pt``: the newest ``step-*.pt`` beside it that loads, as a hint."""
+    if path.name != LATEST:
+        return ""
+    for candidate in sorted(path.parent.glob("step-*.pt"), reverse=True)[:3]:
+        try:
+            step = _read(candidate)["step"]
+        except (*UNREADABLE, TypeError):
+            continue
+        return (f"; {candidate.name} (step {step}) is intact: copy it over {LATEST} to resume "
+                "from it")
+    return ""
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Loads and checks a checkpoint on the CPU; every failure names the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read(path)
     except FileNotFoundError:
         raise AgganError(f"checkpoint {path} does not exist") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, KeyError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except UNREADABLE as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # PyTorch's own advice here is to load with weights_only=False: never follow it.
+        reason = "not a PyTorch file" if "weights_only" in str(error) else text[:200]
         raise AgganError(f"checkpoint {path} is unreadable (truncated, corrupt or not an aggan "
-                         f"checkpoint): {reason[:200]}") from None
+                         f"checkpoint: {reason}){_intact_alternative(path)}") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise AgganError(f"checkpoint {path} is not an aggan checkpoint")
     if state["format_version"] != FORMAT_VERSION:

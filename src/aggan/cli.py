@@ -1,5 +1,5 @@
 """The ``aggan`` command: ``train``, ``translate``, ``evaluate``, ``export-weights``, ``export``,
-``demo`` and ``data synthetic``.
+``demo`` and ``data synthetic|list|download|verify``.
 
 Each subcommand parses its flags, builds a config and calls one library function. Errors in the
 user's input become one line, ``aggan: error: ...``, and exit status 2.
@@ -182,6 +182,29 @@ def _add_data(subparsers: Any) -> None:
     synthetic.add_argument("--test", type=int, default=50, help="scenes per domain")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(run=_run_data_synthetic)
+    listing = data_commands.add_parser("list", help="the CycleGAN datasets aggan can download")
+    listing.set_defaults(run=_run_data_list)
+    download = data_commands.add_parser(
+        "download", help="download, extract and verify a CycleGAN dataset",
+        description="Downloads NAME.zip (resuming an interrupted download), extracts it safely "
+                    "into OUT/NAME and verifies its files (SHA-256 where aggan ships a manifest).",
+        epilog="examples:\n  aggan data download horse2zebra --out data\n  aggan data download "
+               "horse2zebra --out data --url /media/usb/horse2zebra.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    download.add_argument("name", metavar="NAME", help="a name from aggan data list")
+    download.add_argument("--out", type=Path, default=Path("data"),
+                          help="parent folder (default: data)")
+    download.add_argument("--url", help="another address, or a local NAME.zip")
+    download.add_argument("--timeout", type=float, default=60.0,
+                          help="seconds without data before giving up (default 60)")
+    download.add_argument("--no-progress", action="store_true", help="no progress bar")
+    download.set_defaults(run=_run_data_download)
+    verify = data_commands.add_parser(
+        "verify", help="check a dataset folder's files against aggan's manifest",
+        epilog="example: aggan data verify ../shared/data/horse2zebra")
+    verify.add_argument("folder", type=Path, help="a folder with trainA/ trainB/ testA/ testB/")
+    verify.add_argument("--name", help="the dataset (default: the folder's name)")
+    verify.set_defaults(run=_run_data_verify)
 
 
 def _add_evaluate(subparsers: Any) -> None:
@@ -269,10 +292,19 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
 
 
 def _setup_file_log(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from aggan.images import prepare_output_dir
+
+    prepare_output_dir(run_dir, "--out")
     handler = logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+
+
+def _stop_status(stop_signal: str | None) -> int:
+    """0, or 128 + the signal's number, as a shell reports a process stopped by it."""
+    import signal
+
+    return 128 + signal.Signals[stop_signal].value if stop_signal else 0
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -293,11 +325,12 @@ def _run_train(args: argparse.Namespace) -> int:
     result = train(config, args.out, resume=args.resume, stop_at_step=args.stop_at,
                    progress=not args.no_progress)
     if rank != 0:
-        return 130 if result.interrupted else 0
+        return _stop_status(result.interrupted)
     print(f"checkpoint: {result.checkpoint} (step {result.step})")
     if result.interrupted:
-        print(f"interrupted: continue with aggan train --out {args.out} --resume")
-        return 130
+        print(f"stopped by {result.interrupted}: continue with aggan train --out {args.out} "
+              "--resume")
+        return _stop_status(result.interrupted)
     print(f"samples: {args.out / 'samples'}")
     if (args.out / "gallery_a2b.png").is_file():
         print(f"gallery: {args.out}/gallery_a2b.png, {args.out}/gallery_b2a.png")
@@ -335,6 +368,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         format_report,
         parse_directions,
     )
+    from aggan.images import prepare_output_dir
     from aggan.metrics.inception import InceptionFeatures
     from aggan.translate import parse_scale
 
@@ -344,9 +378,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise AgganError("--real and --fake go together")
     if folders == (args.model is not None):
         raise AgganError("give either --model (or --checkpoint) or --real and --fake")
+    cache_dir = None if args.no_cache else args.cache_dir
+    # Before the Inception pass: a folder that cannot be written would fail only after it.
+    for folder, flag in ((args.out, "--out"), (cache_dir, "--cache-dir")):
+        if folder is not None:
+            prepare_output_dir(folder, flag)
     device = resolve_device(args.device)
     inception = InceptionFeatures(args.inception, device)
-    cache_dir = None if args.no_cache else args.cache_dir
     if folders:
         report = evaluate_folders(args.real, args.fake, inception=inception,
                                   cache_dir=cache_dir, out_dir=args.out)
@@ -423,6 +461,46 @@ def _run_data_synthetic(args: argparse.Namespace) -> int:
                            test_images=args.test, seed=args.seed)
     print(f"wrote {sum(counts.values())} scenes ({args.train} + {args.test} per domain) with "
           f"test ground truth to {args.out}")
+    return 0
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{split} {count}" for split, count in counts.items())
+
+
+def _run_data_list(args: argparse.Namespace) -> int:
+    from aggan.datasets import CATALOGUE, packaged_manifest
+
+    for name, dataset in CATALOGUE.items():
+        manifest = packaged_manifest(name)
+        check = f"SHA-256 of all {len(manifest)} files" if manifest else "file counts only"
+        print(f"{name:24} {dataset.content:48} verified by {check}")
+    return 0
+
+
+def _run_data_download(args: argparse.Namespace) -> int:
+    from aggan.datasets import CATALOGUE, download_dataset, packaged_manifest
+
+    if args.name not in CATALOGUE and args.url is None:
+        raise AgganError(f"unknown dataset {args.name!r}: one of {', '.join(CATALOGUE)} (or pass "
+                         "--url)")
+    was_there = (args.out / args.name).exists()
+    folder, counts = download_dataset(
+        args.name, args.out, url=args.url, manifest=packaged_manifest(args.name),
+        timeout_s=args.timeout, progress=not args.no_progress)
+    state = "already there and verified" if was_there else "downloaded and verified"
+    print(f"{folder}: {state} ({_counts_text(counts)})")
+    return 0
+
+
+def _run_data_verify(args: argparse.Namespace) -> int:
+    from aggan.datasets import packaged_manifest, verify_folder
+
+    name = args.name or args.folder.resolve().name
+    manifest = packaged_manifest(name)
+    counts = verify_folder(args.folder, manifest)
+    how = "every file's SHA-256" if manifest else f"file counts only (no manifest for {name})"
+    print(f"{args.folder}: verified, {how} ({_counts_text(counts)})")
     return 0
 
 

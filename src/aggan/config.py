@@ -197,7 +197,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the step's networks (pays on GPUs; see benchmarks)
 
     def __post_init__(self) -> None:
-        positive = {"batch_size": self.batch_size, "--steps": self.steps or 1,
+        positive = {"batch_size": self.batch_size,
+                    "--steps": 1 if self.steps is None else self.steps,
                     "log_every_steps": self.log_every_steps,
                     "sample_every_steps": self.sample_every_steps,
                     "checkpoint_every_steps": self.checkpoint_every_steps}
@@ -323,7 +324,11 @@ def read_config_file(name_or_path: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as error:
-        raise AgganError(f"--config: cannot read {path}: {error.strerror or error}") from None
+        names = sorted(entry.name.removesuffix(".json")
+                       for entry in (resources.files("aggan") / "configs").iterdir()
+                       if entry.name.endswith(".json"))
+        raise AgganError(f"--config: cannot read {path}: {error.strerror or error} (built-in "
+                         f"configs: {', '.join(names)})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

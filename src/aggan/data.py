@@ -8,6 +8,7 @@ flip. So the stream does not depend on worker count or timing, and resuming at s
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from aggan.config import DataConfig
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, to_float
 from aggan.synthetic import SyntheticDomain, seeded_generator
+
+logger = logging.getLogger(__name__)
 
 
 class DomainImages(Protocol):
@@ -152,6 +155,7 @@ class UnpairedTrainingSet(Dataset):
         self.config = config
         self.seed = seed
         self._permutations: dict[tuple[str, int], Tensor] = {}
+        self._unreadable: set[str] = set()  # warned about once each
 
     def __len__(self) -> int:
         return max(len(images) for images in self.domains.values())
@@ -166,10 +170,24 @@ class UnpairedTrainingSet(Dataset):
                 count, generator=seeded_generator(self.seed, "order", domain, epoch))
         return int(self._permutations[key][position % count])
 
+    def _load(self, domain: str, index: int) -> Tensor:
+        """The image at ``index``, or, if its file went bad since the run started (deleted,
+        truncated), a warning naming it and the next readable image: a long run goes on."""
+        source = self.domains[domain]
+        for offset in range(len(source)):
+            try:
+                return source.load((index + offset) % len(source))
+            except AgganError as error:
+                if str(error) not in self._unreadable:
+                    self._unreadable.add(str(error))
+                    logger.warning("skipping an image that became unreadable during training: "
+                                   "%s", error)
+        raise AgganError(f"no image of domain {domain.upper()} can be read any more")
+
     def __getitem__(self, position: int) -> tuple[Tensor, Tensor]:
         images = []
-        for domain, source in self.domains.items():
-            raw = source.load(self._index(domain, position))
+        for domain in self.domains:
+            raw = self._load(domain, self._index(domain, position))
             generator = seeded_generator(self.seed, "augment", domain, position)
             images.append(augment(raw, load_size_px=self.config.resolved_load_size_px,
                                   size_px=self.config.size_px, flip=self.config.flip,

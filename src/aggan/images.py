@@ -83,6 +83,29 @@ def current_umask() -> int:
     return mask
 
 
+def prepare_output_dir(folder: Path, flag: str) -> None:
+    """Creates ``folder`` (with parents) and proves it writable before any work is done; a
+    file in the way or a folder the user cannot write to is one line naming ``flag``."""
+    if folder.exists() and not folder.is_dir():
+        raise AgganError(f"{flag} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise AgganError(f"{flag} {folder}: cannot write there ({error.strerror or error})"
+                         ) from None
+
+
+def staging_dir(target: Path) -> Path:
+    """A new hidden folder beside ``target`` to build it in and rename into place, with the
+    umask's mode (mkdtemp's is a private 0700)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial",
+                                    dir=target.parent))
+    os.chmod(staging, 0o777 & ~current_umask())
+    return staging
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Runs ``write(temp_path)`` then renames the temp file over ``path``: readers never see
     a half-written file, and a crash leaves the previous version intact. The file gets the

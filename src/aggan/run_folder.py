@@ -1,14 +1,11 @@
 """What a training run leaves in its folder besides checkpoints: the resolved config, sample
-grids, galleries and final metrics; and how Ctrl-C reaches the loop."""
+grids, galleries and final metrics."""
 
 from __future__ import annotations
 
 import logging
 import platform
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,28 +41,6 @@ def write_run_config(run_dir: Path, config: RunConfig, schedule: Schedule,
                      "python": platform.python_version()},
         "argv": sys.argv,
     })
-
-
-@contextmanager
-def stop_on_interrupt() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks the loop to stop after the current step (it then checkpoints);
-    a second one interrupts at once."""
-    flag = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        flag["stop"] = True
-        signal.signal(signal.SIGINT, previous)
-        logger.warning("interrupted: saving a checkpoint after this step (Ctrl-C again to abort)")
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def fixed_samples(config: RunConfig, domain: str, count: int) -> Tensor:

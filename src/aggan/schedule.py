@@ -6,6 +6,7 @@ restores the step and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -127,3 +128,38 @@ def check_schedule(schedule: Schedule, config: TrainConfig) -> None:
     if schedule.decay_start_step > schedule.total_steps:
         raise AgganError(f"{_named(config, 'decay_start')} is after the end of the run "
                          f"({length}): the learning rate would never decay")
+
+
+POINTS = {"attention_warmup_steps": "the attention warm-up's end",
+          "switch_step": "the switch", "guided_step": "the guided discriminator's start",
+          "decay_start_step": "the learning-rate decay's start"}
+
+
+def continue_schedule(saved: Schedule, requested: Schedule, step: int,
+                      config: TrainConfig) -> Schedule:
+    """The schedule of a run resumed at ``step`` with a possibly different length.
+
+    Points the run has passed stay where they were (the run lived them); points ahead move with
+    the new length, as they would in a fresh run of it. Refuses a length the run has already
+    reached, and one that would put a point still ahead of the run behind it.
+    """
+    if requested == saved:
+        return saved
+    length = (f"--steps {config.steps}" if config.steps is not None
+              else f"--epochs {config.epochs}")
+    if requested.total_steps <= step:
+        raise AgganError(f"{length} ({requested.total_steps} steps) is not beyond step {step}, "
+                         "which this run has reached; pass a longer run to extend it")
+    points = {}
+    for name, what in POINTS.items():
+        was, now = getattr(saved, name), getattr(requested, name)
+        if was is not None and was <= step:
+            points[name] = was
+        elif now is not None and now < step:
+            raise AgganError(f"{length} would move {what} from step {was} to step {now}, behind "
+                             f"step {step} which this run has reached; pass a longer run")
+        else:
+            points[name] = now
+    schedule = dataclasses.replace(requested, **points)
+    check_schedule(schedule, config)
+    return schedule

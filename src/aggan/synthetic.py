@@ -16,13 +16,16 @@ import colorsys
 import hashlib
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from aggan.images import atomic_write, write_png
+from aggan.errors import AgganError
+from aggan.images import atomic_write, prepare_output_dir, staging_dir, write_png
 
 # Hue of the objects per domain; background hues stay in the yellow-green band between them.
 OBJECT_HUE = {"a": 0.0, "b": 0.62}
@@ -133,7 +136,30 @@ def write_dataset(out: Path, *, size_px: int, train_images: int, test_images: in
                   seed: int) -> dict[str, int]:
     """Writes the dataset in the CycleGAN layout, plus ground truth for the test scenes:
     ``testA_mask/`` (true object masks) and ``testA_truth/`` (true translations into B), and the
-    same for B. Returns the number of files written per folder."""
+    same for B. Returns the number of files written per folder.
+
+    ``out`` must be new or empty (mixing two datasets in one folder is never right); the dataset
+    is built beside it and renamed into place, so an interrupted run leaves nothing.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        state = "is not empty" if out.is_dir() else "is a file"
+        raise AgganError(f"--out {out} {state}: aggan data synthetic writes a new dataset into a "
+                         "new or empty folder")
+    prepare_output_dir(out.parent, "--out")
+    staging = staging_dir(out)
+    try:
+        counts = _write_scenes(staging, size_px=size_px, train_images=train_images,
+                               test_images=test_images, seed=seed)
+        if out.is_dir():
+            out.rmdir()
+        os.rename(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def _write_scenes(out: Path, *, size_px: int, train_images: int, test_images: int,
+                  seed: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for split, count in (("train", train_images), ("test", test_images)):
         if count == 0:

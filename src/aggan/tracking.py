@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from aggan.images import to_uint8, write_png
+from aggan.images import atomic_write, to_uint8, write_png
 from aggan.networks import Direction, Translator, reverse
 
 logger = logging.getLogger(__name__)
@@ -34,16 +34,41 @@ def sample_grid(translator: Translator, images: Tensor, direction: Direction,
     return to_uint8(grid.clamp(-1, 1))
 
 
+STREAMS = ("stats", "metrics")
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    # A row cut short by a kill is dropped too.
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    if len(kept) != len(lines):
+        atomic_write(path, lambda temp: temp.write_text("".join(kept)))
+
+
 class Tracker:
     """TensorBoard writer, ``stats.jsonl`` and sample PNGs of one run folder."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, start_step: int = 0) -> None:
+        """``start_step``: the step the run starts or resumes from. Rows logged after it by a run
+        that stopped before saving them are dropped: this run logs those steps again."""
         self.run_dir = run_dir
         self.writer = None
+        for stream in STREAMS:
+            _drop_rows_after(run_dir / f"{stream}.jsonl", start_step)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            # purge_step: TensorBoard hides the stopped run's events from that step on.
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                        purge_step=start_step + 1)
 
     def scalars(self, step: int, values: dict[str, float], stream: str = "stats") -> None:
         """To TensorBoard and ``<stream>.jsonl`` (``stats`` for losses, ``metrics`` for KID)."""

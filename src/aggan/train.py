@@ -6,6 +6,7 @@ its checkpoint in ``checkpoint.py``, what the run folder records in ``run_folder
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,12 +27,15 @@ from aggan.checkpoint import (
     load_checkpoint,
     restore_state,
     save_training_checkpoint,
+    schedule_of,
     step_file,
 )
 from aggan.config import RunConfig
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
 from aggan.device import tensor_layout
 from aggan.errors import AgganError
+from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
+from aggan.images import prepare_output_dir
 from aggan.losses import loss_weights
 from aggan.metrics.monitor import SELECTION_KEY, training_monitor
 from aggan.networks import Discriminators, Translator
@@ -40,11 +44,10 @@ from aggan.run_folder import (
     CollapseWatch,
     finish_run,
     fixed_samples,
-    stop_on_interrupt,
     write_run_config,
     write_samples,
 )
-from aggan.schedule import resolve_schedule
+from aggan.schedule import continue_schedule, resolve_schedule
 from aggan.step import StepModules, step_modules, training_step
 from aggan.tracking import Tracker
 
@@ -60,7 +63,7 @@ class TrainResult:
     metrics: dict[str, dict[str, Any]]  # per direction, where the data has ground truth
     translator: Translator  # the trained networks, on this process's device
     discriminators: Discriminators
-    interrupted: bool = False  # stopped by Ctrl-C (the checkpoint is saved)
+    interrupted: str | None = None  # the signal that stopped it, SIGINT or SIGTERM (saved)
 
 
 def _train(config: RunConfig, run_dir: Path, context: distributed.Context, device: torch.device,
@@ -70,6 +73,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
 
     # --- Resume: the run folder holds a run only if --resume says to continue it.
     latest = checkpoint_dir(run_dir) / LATEST
+    if main:
+        remove_stale_temp_files(run_dir)
     saved = None
     if resume:
         if not latest.is_file():
@@ -84,6 +89,9 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     images = {domain: open_domain(config.data, "train", domain) for domain in ("a", "b")}
     schedule = resolve_schedule(config.train, config.model.variant,
                                 max(len(images["a"]), len(images["b"])), context.world_size)
+    if saved is not None:
+        schedule = continue_schedule(schedule_of(saved), schedule, int(saved["step"]),
+                                     config.train)
     state = build_state(config, device, context.rank)
     if saved is not None:
         restore_state(state, saved, latest, device, context.rank)
@@ -93,7 +101,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
         write_run_config(run_dir, config, schedule, device, context.world_size)
         samples = {domain: fixed_samples(config, domain, SAMPLE_IMAGES).to(device)
                    for domain in ("a", "b")}
-    tracker = Tracker(run_dir, tensorboard=tensorboard) if main else None
+    # Rows after the start step are from a run killed before it saved them: dropped.
+    tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
@@ -107,19 +116,28 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 schedule.total_steps, schedule.steps_per_epoch, context.world_size,
                 schedule.attention_warmup_steps, schedule.switch_step, schedule.decay_start_step)
 
+    finite = FiniteWatch(device)
+    saved_step = state.step
+
+    def last_good() -> str:
+        if saved_step == 0:
+            return "no checkpoint (none was saved yet)"
+        return f"{checkpoint_dir(run_dir) / LATEST} (step {saved_step})"
+
     def save(*names: str) -> None:
+        finite.check(last_good())  # never a checkpoint of NaN weights
         save_training_checkpoint(state, config, schedule, run_dir, names, context)
 
     # --- Train.
     bar = tqdm(total=end_step, initial=state.step, disable=not (progress and main), unit="step",
                dynamic_ncols=True)
-    step_started, logged_step, saved_step = time.perf_counter(), state.step, state.step
+    step_started, logged_step = time.perf_counter(), state.step
     data_seconds = 0.0
     modules: StepModules | None = None
     collapse = CollapseWatch(config.train.collapse_mask_mean)
     stop = False
     try:
-        with stop_on_interrupt() as interrupt:
+        with stop_on_signals() as interrupt:
             batches = iter(loader)
             while state.step < end_step and not stop:
                 waited = time.perf_counter()
@@ -136,10 +154,13 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                         for domain, batch in (("a", real_a), ("b", real_b))}
                 terms = training_step(state, modules, real, phase)
                 state.step += 1
+                finite.update(terms, state.step)
                 bar.update(1)
 
                 # --- Maintenance: logs, samples, metrics, checkpoints, a requested stop.
                 log_now = state.step % config.train.log_every_steps == 0 or state.step == end_step
+                if log_now:
+                    finite.check(last_good())
                 if log_now and tracker is not None:
                     now = time.perf_counter()
                     values = {key: float(value) for key, value in terms.items()}
@@ -192,7 +213,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                              device)
     return TrainResult(checkpoint=latest, step=state.step, metrics=metrics,
                        translator=state.translator, discriminators=state.discriminators,
-                       interrupted=stop)
+                       interrupted=(interrupt["signal"] or "SIGINT") if stop else None)
 
 
 def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
@@ -217,8 +238,11 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
     """
     context, device = distributed.setup(config.train.device, config.train.distributed_timeout_s)
     try:
-        return _train(config, run_dir, context, device, resume=resume,
-                      stop_at_step=stop_at_step, progress=progress, tensorboard=tensorboard)
+        if context.is_main:
+            prepare_output_dir(run_dir, "--out")
+        with run_lock(run_dir) if context.is_main else contextlib.nullcontext():
+            return _train(config, run_dir, context, device, resume=resume,
+                          stop_at_step=stop_at_step, progress=progress, tensorboard=tensorboard)
     except (RuntimeError, torch.distributed.DistBackendError) as error:
         if not context.enabled:
             raise

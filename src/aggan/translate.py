@@ -21,7 +21,14 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from aggan.errors import AgganError
-from aggan.images import list_images, read_image, to_float, to_uint8, write_png
+from aggan.images import (
+    list_images,
+    prepare_output_dir,
+    read_image,
+    to_float,
+    to_uint8,
+    write_png,
+)
 from aggan.networks import Direction, Translator, composite
 
 logger = logging.getLogger(__name__)
@@ -170,6 +177,14 @@ def translate_tensor(translator: Translator, images: Tensor, direction: Directio
     return to_uint8(translated).cpu(), to_uint8(mask, value_range=(0.0, 1.0)).cpu()
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's failure, or Python's MemoryError."""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return "out of memory" in text or "can't allocate memory" in text
+
+
 def translate_paths(translator: Translator, inputs: Sequence[Path], direction: Direction,
                     out_dir: Path, *, use_attention: bool, batch_size: int = 1,
                     scale_px: int | None = None, mask_threshold: float | None = None,
@@ -184,11 +199,23 @@ def translate_paths(translator: Translator, inputs: Sequence[Path], direction: D
         raise AgganError(f"--batch-size must be at least 1, got {batch_size}")
     paths = collect_inputs(inputs)
     check_outputs(paths, out_dir)
+    prepare_output_dir(out_dir, "--out")
     written = []
     with tqdm(total=len(paths), disable=not progress, unit="image") as bar:
         for group, images in _batches(paths, batch_size):
-            translated, masks = translate_tensor(translator, images, direction, use_attention,
-                                                 scale_px=scale_px, mask_threshold=mask_threshold)
+            try:
+                translated, masks = translate_tensor(translator, images, direction,
+                                                     use_attention, scale_px=scale_px,
+                                                     mask_threshold=mask_threshold)
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                height, width = images.shape[-2:]
+                raise AgganError(
+                    f"{group[0]}: out of memory translating {width} x {height} px "
+                    f"({'native' if scale_px is None else f'networks at {scale_px} px'}); pass "
+                    "--scale train or a smaller --scale PX (the networks run smaller, the "
+                    "composite stays full size), or --batch-size 1") from None
             for path, image, mask in zip(group, translated, masks, strict=True):
                 image_path, mask_path = output_paths(path, out_dir)
                 write_png(image, image_path)
