@@ -17,6 +17,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -45,16 +46,30 @@ def wait_for_rows(process: subprocess.Popen, stats: Path, rows: int) -> None:
         time.sleep(0.2)
 
 
-def start_training(run_dir: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "aggan", "train", "--data", "synthetic", "--out",
-               str(run_dir), "--steps", "100000", *TINY_FLAGS, "--set",
-               "train.log_every_steps=1", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start_training() -> Iterator[Any]:
+    """start(run_dir, *flags) -> a long training subprocess, killed at teardown whatever the
+    test's outcome."""
+    processes: list[subprocess.Popen] = []
+
+    def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "aggan", "train", "--data", "synthetic", "--out",
+                   str(run_dir), "--steps", "100000", *TINY_FLAGS, "--set",
+                   "train.log_every_steps=1", *extra]
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 # --- SIGTERM, and stats.jsonl after a resume ----------------------------------------------------
 
-def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path: Path) -> None:
+def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path: Path, start_training) -> None:
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--set", "train.checkpoint_every_steps=100000")
     wait_for_rows(process, run_dir / "stats.jsonl", 3)
@@ -163,7 +178,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
 # --- Two processes, a killed save ---------------------------------------------------------------
 
 def test_second_trainer_on_the_same_run_refuses_at_once_and_kill_frees_the_lock(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], start_training) -> None:
     run_dir = tmp_path / "run"
     process = start_training(run_dir)
     wait_for_rows(process, run_dir / "stats.jsonl", 1)

@@ -6,7 +6,7 @@ import pytest
 
 from aggan.config import TrainConfig
 from aggan.errors import AgganError
-from aggan.schedule import resolve_schedule
+from aggan.schedule import Schedule, continue_schedule, resolve_schedule
 
 
 def test_paper_schedule_in_epochs() -> None:
@@ -127,3 +127,33 @@ def test_guided_discriminator_from_the_attention(variant: str) -> None:
     released = resolve_schedule(TrainConfig(steps=1000, tau=0.2, guided_discriminator="switch"),
                                 variant, images_per_epoch=10)
     assert released.phase(250).tau == 0
+
+
+def _steps(total: int) -> tuple[TrainConfig, Schedule]:
+    config = TrainConfig(steps=total)
+    return config, resolve_schedule(config, "aggan", images_per_epoch=10)
+
+
+def test_continuing_keeps_passed_points_and_moves_those_ahead() -> None:
+    _, saved = _steps(1000)  # warm-up 250, decay 500, switch 600
+    config, longer = _steps(2000)  # warm-up 500, decay 1000, switch 1200
+    at_warmup = continue_schedule(saved, longer, 250, config)  # reached at exactly its step
+    assert (at_warmup.attention_warmup_steps, at_warmup.guided_step) == (250, 250)
+    assert (at_warmup.decay_start_step, at_warmup.switch_step) == (1000, 1200)
+    before = continue_schedule(saved, longer, 249, config)
+    assert before == longer  # nothing passed yet: the longer run's own schedule
+    past_all = continue_schedule(saved, longer, 600, config)
+    assert (past_all.attention_warmup_steps, past_all.decay_start_step,
+            past_all.switch_step, past_all.total_steps) == (250, 500, 600, 2000)
+    assert continue_schedule(saved, saved, 600, TrainConfig(steps=1000)) == saved
+
+
+def test_continuing_refuses_what_cannot_be_right() -> None:
+    _, saved = _steps(1000)
+    config, shorter = _steps(800)  # warm-up 200, decay 400, switch 480
+    assert continue_schedule(saved, shorter, 200, config).attention_warmup_steps == 200
+    with pytest.raises(AgganError, match="move the attention warm-up's end from step 250 to "
+                                         "step 200, behind step 201"):
+        continue_schedule(saved, shorter, 201, config)
+    with pytest.raises(AgganError, match=r"--steps 800 \(800 steps\) is not beyond step 800"):
+        continue_schedule(saved, shorter, 800, config)

@@ -479,11 +479,8 @@ def _run_data_list(args: argparse.Namespace) -> int:
 
 
 def _run_data_download(args: argparse.Namespace) -> int:
-    from aggan.datasets import CATALOGUE, download_dataset, packaged_manifest
+    from aggan.datasets import download_dataset, packaged_manifest
 
-    if args.name not in CATALOGUE and args.url is None:
-        raise AgganError(f"unknown dataset {args.name!r}: one of {', '.join(CATALOGUE)} (or pass "
-                         "--url)")
     was_there = (args.out / args.name).exists()
     folder, counts = download_dataset(
         args.name, args.out, url=args.url, manifest=packaged_manifest(args.name),

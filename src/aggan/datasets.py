@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from aggan.errors import AgganError
-from aggan.images import staging_dir
+from aggan.images import prepare_output_dir, staging_dir
 
 # The CycleGAN archives moved from people.eecs to this host (per the CUT maintainers).
 BASE_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
@@ -232,6 +232,9 @@ def unpack(archive: Path, out_dir: Path, name: str, manifest: dict[str, str] | N
                 shutil.rmtree(temp, ignore_errors=True)
     except (zipfile.BadZipFile, EOFError) as error:
         raise BadArchive(f"{archive} is not a complete zip archive ({error})") from None
+    except OSError as error:  # the disk filled up, or the folder is not writable
+        raise AgganError(f"cannot extract {archive} into {out_dir} "
+                         f"({error.strerror or error}); nothing was kept") from None
     return counts
 
 
@@ -244,6 +247,9 @@ def download_dataset(name: str, out_dir: Path, *, url: str | None = None,
     """Downloads (or takes the local archive ``url``), extracts and verifies dataset ``name``
     into ``out_dir/name``; returns that folder and its file counts. A dataset already there is
     verified, never overwritten."""
+    if url is None and name not in CATALOGUE:
+        raise AgganError(f"unknown dataset {name!r}: one of {', '.join(CATALOGUE)} (or pass "
+                         "--url)")
     target = out_dir / name
     if target.exists():
         try:
@@ -251,9 +257,7 @@ def download_dataset(name: str, out_dir: Path, *, url: str | None = None,
         except AgganError as problem:
             raise AgganError(f"{target} exists and is not a complete {name} ({problem}); move "
                              "it away to download again") from None
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AgganError(f"--out {out_dir} is a file, not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out_dir, "--out")
     source = url or CATALOGUE[name].url
     local = Path(source.removeprefix("file://"))
     if "://" not in source or source.startswith("file://"):

@@ -73,8 +73,6 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
 
     # --- Resume: the run folder holds a run only if --resume says to continue it.
     latest = checkpoint_dir(run_dir) / LATEST
-    if main:
-        remove_stale_temp_files(run_dir)
     saved = None
     if resume:
         if not latest.is_file():
@@ -84,6 +82,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     elif latest.exists():
         raise AgganError(f"--out {run_dir} already holds a run; pass --resume to continue it or "
                          "choose another --out")
+    if main:
+        remove_stale_temp_files(run_dir)
 
     # --- Build: data, schedule, state, run folder, loader.
     images = {domain: open_domain(config.data, "train", domain) for domain in ("a", "b")}
