@@ -57,7 +57,8 @@ def start_training() -> Iterator[Any]:
                    str(run_dir), "--steps", "100000", *TINY_FLAGS, "--set",
                    "train.log_every_steps=1", *extra]
         processes.append(subprocess.Popen(command, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))
+                                          stderr=subprocess.PIPE, text=True,
+                                          start_new_session=True))
         return processes[-1]
 
     yield start
@@ -71,9 +72,12 @@ def start_training() -> Iterator[Any]:
 
 def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path: Path, start_training) -> None:
     run_dir = tmp_path / "run"
-    process = start_training(run_dir, "--set", "train.checkpoint_every_steps=100000")
+    process = start_training(run_dir, "--workers", "1",
+                             "--set", "train.checkpoint_every_steps=100000")
     wait_for_rows(process, run_dir / "stats.jsonl", 3)
-    process.send_signal(signal.SIGTERM)  # docker stop, SLURM and Kubernetes send it to the main
+    # SLURM and systemd signal the whole process group, data workers included (docker stop and
+    # Kubernetes only the main process): the workers must not die before the main has saved.
+    os.killpg(process.pid, signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     assert "SIGTERM" in err and "Traceback" not in err and "--resume" in out

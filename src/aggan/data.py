@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -222,4 +223,12 @@ def training_loader(dataset: UnpairedTrainingSet, *, batch_size: int, start_step
     """Batches of (real_a, real_b) for this rank from step ``start_step`` on."""
     sampler = StreamSampler(start_step, batch_size, rank, world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, prefetch_factor=4 if workers else None)
+                      pin_memory=pin_memory, prefetch_factor=4 if workers else None,
+                      worker_init_fn=_ignore_stop_signals)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """SLURM, systemd and a terminal signal the whole process group: the main process decides
+    when to stop (after the step, with a checkpoint), so a worker must not die first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
