@@ -194,3 +194,5 @@ def test_exported_folder_is_readable_by_the_team(finished_run: Path, tmp_path: P
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755  # not mkdtemp's 0700
+    for name in (WEIGHTS_FILE, CONFIG_FILE):  # safetensors alone would write 0600
+        assert stat.S_IMODE((tmp_path / "model" / name).stat().st_mode) == 0o644, name

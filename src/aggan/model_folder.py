@@ -172,6 +172,8 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
     temp.chmod(0o777 & ~current_umask())  # a folder to share, not mkdtemp's private 0700
     try:
         save_file(tensors, str(temp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        # safetensors creates its file 0600 whatever the umask: a model is made to be shared.
+        (temp / WEIGHTS_FILE).chmod(0o666 & ~current_umask())
         (temp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
         if out_dir.exists():
             for name in (WEIGHTS_FILE, CONFIG_FILE):
