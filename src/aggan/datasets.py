@@ -8,7 +8,6 @@ run never leaves half a dataset or a file outside ``OUT``.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from aggan.errors import AgganError
-from aggan.images import prepare_output_dir, staging_dir
+from aggan.images import file_hexdigest, prepare_output_dir, staging_dir
 
 # The CycleGAN archives moved from people.eecs to this host (per the CUT maintainers).
 BASE_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
@@ -80,14 +79,6 @@ def packaged_manifest(name: str) -> dict[str, str] | None:
     return read_manifest(entry.read_text()) if entry.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_folder(root: Path, manifest: dict[str, str] | None, *,
                   shown_as: str | None = None) -> dict[str, int]:
     """Checks a dataset folder; returns the file count per split.
@@ -119,7 +110,7 @@ def verify_folder(root: Path, manifest: dict[str, str] | None, *,
         raise AgganError(f"{shown / extra[0]} is not in the dataset's manifest ({len(extra)} "
                          "such files)")
     for relative in sorted(expected):
-        if _sha256(root / relative) != manifest[relative]:
+        if file_hexdigest(root / relative, "sha256") != manifest[relative]:
             raise AgganError(f"{shown / relative} does not match its SHA-256 in the manifest "
                              "(corrupt or altered)")
     return counts

@@ -7,6 +7,7 @@ failure becomes an :class:`AgganError` that names the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -81,6 +82,16 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def file_hexdigest(path: Path, algorithm: str, *, for_security: bool = True) -> str:
+    """The hex digest of a file, read in 1 MB blocks. ``for_security=False`` allows SHA-1 on
+    FIPS systems, for names and cache keys only."""
+    digest = hashlib.new(algorithm, usedforsecurity=for_security)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def prepare_output_dir(folder: Path, flag: str) -> None:

@@ -16,7 +16,6 @@ import copy
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +35,7 @@ from aggan.checkpoint import (
 )
 from aggan.config import RunConfig, from_dict, to_dict
 from aggan.errors import AgganError
-from aggan.images import current_umask, to_uint8
+from aggan.images import current_umask, staging_dir, to_uint8
 from aggan.networks import DIRECTIONS, Translator, source_domain
 from aggan.run_folder import fixed_samples
 from aggan.translate import translate_tensor
@@ -167,9 +166,7 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
         "config": to_dict(config),
     }
     # Written beside the destination and renamed into place: a reader never sees half a folder.
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    temp.chmod(0o777 & ~current_umask())  # a folder to share, not mkdtemp's private 0700
+    temp = staging_dir(out_dir)
     try:
         save_file(tensors, str(temp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
         # safetensors creates its file 0600 whatever the umask: a model is made to be shared.

@@ -9,7 +9,6 @@ uint8 images, a TensorFlow-style bilinear resize to 299 x 299, then ``(x - 128) 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import warnings
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from aggan.errors import AgganError
+from aggan.images import file_hexdigest
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ def default_inception_path() -> Path:
         if path.is_file():
             return path
     raise AgganError(f"the FID Inception network is not installed: {INSTALL_HINT}")
-
-
-def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tf_bilinear_resize(images: Tensor, size_px: int = INPUT_PX) -> Tensor:
@@ -80,7 +72,7 @@ class InceptionFeatures(nn.Module):
         path = path or default_inception_path()
         if not path.is_file():
             raise AgganError(f"--inception: {path} does not exist")
-        self.sha1 = file_sha1(path)
+        self.sha1 = file_hexdigest(path, "sha1", for_security=False)
         if self.sha1 != STANDARD_SHA1:
             logger.warning("%s is not the standard FID Inception file (SHA-1 %s, expected %s): "
                            "its numbers are not comparable with published ones", path, self.sha1,
