@@ -187,6 +187,29 @@ def test_cli_export_then_translate_with_model(finished_run: Path, tmp_path: Path
     assert (tmp_path / "out" / "masks" / "x.png").is_file()
 
 
+def test_cli_export_records_measured_metrics(finished_run: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run_metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert export_model(finished_run, tmp_path / "own")["metrics"] == run_metrics
+    measured = tmp_path / "real_quality.json"
+    measured.write_text(json.dumps({"size": 32, "rows": [{"direction": "a2b", "kid": 1.5}]}))
+    assert main(["export-weights", "--checkpoint", str(finished_run), "--out",
+                 str(tmp_path / "model"), "--metrics", str(measured)]) == 0
+    info = json.loads((tmp_path / "model" / CONFIG_FILE).read_text())
+    assert info["metrics"] == {"size": 32, "rows": [{"direction": "a2b", "kid": 1.5}]}
+    capsys.readouterr()
+    for text, error in (("[1, 2]", "must hold a JSON object"), ("{", "is not valid JSON")):
+        measured.write_text(text)
+        assert main(["export-weights", "--checkpoint", str(finished_run), "--out",
+                     str(tmp_path / "other"), "--metrics", str(measured)]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.count("\n") == 0 and error in message and str(measured) in message
+        assert not (tmp_path / "other").exists()
+    assert main(["export-weights", "--checkpoint", str(finished_run), "--out",
+                 str(tmp_path / "other"), "--metrics", str(tmp_path / "absent.json")]) == 2
+    assert "--metrics: cannot read" in capsys.readouterr().err
+
+
 def test_exported_folder_is_readable_by_the_team(finished_run: Path, tmp_path: Path) -> None:
     previous = os.umask(0o022)
     try:

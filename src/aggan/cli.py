@@ -125,6 +125,9 @@ def _add_export_weights(subparsers: Any) -> None:
     parser.add_argument("--dtype", choices=("auto", "float32", "float16"), default="auto",
                         help="auto (default): float16 (half the size) where it changes no output "
                         "by more than one 8-bit level on the run's test images, else float32")
+    parser.add_argument("--metrics", type=Path, help="a JSON file of the model's measured metrics "
+                        "(aggan evaluate --out's metrics.json, a benchmark's --json) for "
+                        "config.json (default: the run's own metrics.json, if any)")
     parser.set_defaults(run=_run_export_weights)
 
 
@@ -403,9 +406,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_export_weights(args: argparse.Namespace) -> int:
-    from aggan.model_folder import WEIGHTS_FILE, export_model
+    from aggan.model_folder import WEIGHTS_FILE, export_model, read_metrics_file
 
-    info = export_model(args.checkpoint, args.out, dtype=args.dtype)
+    metrics = None if args.metrics is None else read_metrics_file(args.metrics)
+    info = export_model(args.checkpoint, args.out, dtype=args.dtype, metrics=metrics)
     weights = info["weights"]
     size_mb = (args.out / WEIGHTS_FILE).stat().st_size / 1e6
     check = ("" if weights["float16_max_level_change"] is None else

@@ -116,8 +116,23 @@ def _metrics_of(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
+def read_metrics_file(path: Path) -> dict[str, Any]:
+    """A JSON object of measured metrics (what ``aggan evaluate --out`` or a benchmark's
+    ``--json`` writes), for a model folder's config.json."""
+    try:
+        metrics = json.loads(path.read_text())
+    except OSError as error:
+        raise AgganError(f"--metrics: cannot read {path}: {error.strerror or error}") from None
+    except json.JSONDecodeError as error:
+        raise AgganError(f"--metrics: {path} is not valid JSON ({error})") from None
+    if not isinstance(metrics, dict):
+        raise AgganError(f"--metrics: {path} must hold a JSON object")
+    return metrics
+
+
 def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto",
-                 device: torch.device | None = None) -> dict[str, Any]:
+                 device: torch.device | None = None,
+                 metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     """Writes ``out_dir/config.json`` and ``out_dir/model.safetensors`` from a checkpoint (file
     or run folder); returns what config.json holds.
 
@@ -125,6 +140,8 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
         dtype: float32; float16 (half the size; refused if it changes an output by more than
             ``MAX_LEVEL_CHANGE`` 8-bit levels on the check images); auto: float16 where it passes
             that check, else float32.
+        metrics: what config.json records as the model's metrics (None: the run's own
+            ``metrics.json``, which only data with ground truth gets at the end of training).
 
     Raises:
         AgganError: an unreadable checkpoint, one still inside the attention warm-up, float16
@@ -162,7 +179,7 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
         "step": step, "total_steps": schedule.total_steps,
         "weights": {"dtype": stored, "float16_max_level_change": change,
                     "checked_on": checked_on if change is not None else None},
-        "metrics": _metrics_of(path),
+        "metrics": _metrics_of(path) if metrics is None else metrics,
         "config": to_dict(config),
     }
     # Written beside the destination and renamed into place: a reader never sees half a folder.
