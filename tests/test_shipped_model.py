@@ -23,6 +23,8 @@ def test_shipped_model_is_small_and_self_describing() -> None:
     assert (folder / WEIGHTS_FILE).stat().st_size < 15e6
     info = json.loads((folder / CONFIG_FILE).read_text())
     assert info["size_px"] == 128 and info["variant"] == "aggan"
+    measured = {(row["direction"], row["method"]) for row in info["metrics"]["rows"]}
+    assert {("a2b", "aggan"), ("b2a", "aggan"), ("a2b", "identity")} <= measured
     assert "hours" in (folder / "README.md").read_text()
 
 
