@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aggan import __version__
-from aggan.config import VARIANTS, build_config, parse_assignment, read_config_file, to_dict
+from aggan.config import (
+    VARIANTS,
+    build_config,
+    parse_assignment,
+    read_config_file,
+    read_json_object,
+    to_dict,
+)
 from aggan.errors import AgganError
 
 logger = logging.getLogger("aggan")
@@ -406,9 +413,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_export_weights(args: argparse.Namespace) -> int:
-    from aggan.model_folder import WEIGHTS_FILE, export_model, read_metrics_file
+    from aggan.model_folder import WEIGHTS_FILE, export_model
 
-    metrics = None if args.metrics is None else read_metrics_file(args.metrics)
+    metrics = None if args.metrics is None else read_json_object(args.metrics, "--metrics")
     info = export_model(args.checkpoint, args.out, dtype=args.dtype, metrics=metrics)
     weights = info["weights"]
     size_mb = (args.out / WEIGHTS_FILE).stat().st_size / 1e6

@@ -314,27 +314,35 @@ def parse_assignment(assignment: str) -> dict[str, Any]:
     return nested
 
 
-def read_config_file(name_or_path: str) -> dict[str, Any]:
-    """Reads a JSON config from a path, or a built-in one by name (``official``)."""
-    path = Path(name_or_path)
-    if not path.exists() and not path.suffix:
-        builtin = resources.files("aggan") / "configs" / f"{name_or_path}.json"
-        if builtin.is_file():
-            return json.loads(builtin.read_text())
+def read_json_object(path: Path, flag: str, *, unreadable_hint: str = "") -> dict[str, Any]:
+    """A file holding one JSON object; a missing, unreadable or malformed file is one line
+    naming ``flag`` and the path (``unreadable_hint`` follows the unreadable case)."""
     try:
         text = path.read_text()
     except OSError as error:
-        names = sorted(entry.name.removesuffix(".json")
-                       for entry in (resources.files("aggan") / "configs").iterdir()
-                       if entry.name.endswith(".json"))
-        raise AgganError(f"--config: cannot read {path}: {error.strerror or error} (built-in "
-                         f"configs: {', '.join(names)})") from None
+        raise AgganError(f"{flag}: cannot read {path}: {error.strerror or error}"
+                         f"{unreadable_hint}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise AgganError(f"--config: {path} is not valid JSON ({error})") from None
+        raise AgganError(f"{flag}: {path} is not valid JSON ({error})") from None
     if not isinstance(data, dict):
-        raise AgganError(f"--config: {path} must hold a JSON object")
+        raise AgganError(f"{flag}: {path} must hold a JSON object")
+    return data
+
+
+def read_config_file(name_or_path: str) -> dict[str, Any]:
+    """Reads a JSON config from a path, or a built-in one by name (``official``)."""
+    path = Path(name_or_path)
+    configs = resources.files("aggan") / "configs"
+    if not path.exists() and not path.suffix:
+        builtin = configs / f"{name_or_path}.json"
+        if builtin.is_file():
+            return json.loads(builtin.read_text())
+    names = sorted(entry.name.removesuffix(".json") for entry in configs.iterdir()
+                   if entry.name.endswith(".json"))
+    data = read_json_object(path, "--config",
+                           unreadable_hint=f" (built-in configs: {', '.join(names)})")
     # A run's config.json also records versions and the resolved schedule: keep the config part.
     return data.get("config", data)
 

@@ -116,20 +116,6 @@ def _metrics_of(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
-def read_metrics_file(path: Path) -> dict[str, Any]:
-    """A JSON object of measured metrics (what ``aggan evaluate --out`` or a benchmark's
-    ``--json`` writes), for a model folder's config.json."""
-    try:
-        metrics = json.loads(path.read_text())
-    except OSError as error:
-        raise AgganError(f"--metrics: cannot read {path}: {error.strerror or error}") from None
-    except json.JSONDecodeError as error:
-        raise AgganError(f"--metrics: {path} is not valid JSON ({error})") from None
-    if not isinstance(metrics, dict):
-        raise AgganError(f"--metrics: {path} must hold a JSON object")
-    return metrics
-
-
 def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto",
                  device: torch.device | None = None,
                  metrics: dict[str, Any] | None = None) -> dict[str, Any]:
