@@ -137,6 +137,20 @@ def test_finite_watch_names_the_first_bad_step_and_terms() -> None:
         watch.check("ckpt")
 
 
+def test_finite_watch_keeps_what_it_found_when_the_terms_change() -> None:
+    """The warm-up's end adds the mask priors' terms: a NaN found before is still reported."""
+    watch = FiniteWatch(torch.device("cpu"))
+    watch.update({"x": torch.tensor(float("nan"))}, 4)
+    watch.update({"x": torch.tensor(1.0), "prior": torch.tensor(float("inf"))}, 5)
+    with pytest.raises(AgganError, match=r"^step 4: x became"):
+        watch.check("ckpt")
+    watch = FiniteWatch(torch.device("cpu"))
+    watch.update({"x": torch.tensor(1.0)}, 4)
+    watch.update({"x": torch.tensor(1.0), "prior": torch.tensor(float("inf"))}, 5)
+    with pytest.raises(AgganError, match=r"^step 5: prior became"):
+        watch.check("ckpt")
+
+
 # --- A full disk --------------------------------------------------------------------------------
 
 @contextlib.contextmanager

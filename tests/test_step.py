@@ -224,3 +224,17 @@ def test_a_step_computes_the_priors_and_source_negatives_it_is_given(
     # D_b's source negative: the horse scored as a fake zebra, before D's update.
     torch.testing.assert_close(terms["loss/source_negative_b"],
                                0.5 * torch.mean(source_scores ** 2), rtol=1e-4, atol=1e-6)
+
+
+def test_a_mask_fixed_at_one_gets_no_priors(tiny_config: RunConfig) -> None:
+    """In the warm-up (and the cyclegan variant) the area floor and the border prior are
+    constants of a mask that is not learned: they are neither losses nor logged."""
+    warm_up = Phase(lr_factor=1, tau=0.0, use_attention=False, train_attention=False,
+                    normalize_discriminator=True)
+    for phase, expected in ((warm_up, False), (WARMED_UP, True)):
+        state = _state(tiny_config)
+        modules = step_modules(state, phase, distributed.Context(), torch.device("cpu"),
+                               tiny_config.train, loss_weights(tiny_config.train))
+        terms = training_step(state, modules, _real(), phase)
+        assert ("loss/mask_area_a" in terms) is expected
+        assert ("loss/mask_border_b" in terms) is expected

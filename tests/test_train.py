@@ -121,6 +121,8 @@ def test_run_folder_contents(tmp_path: Path, tiny_config) -> None:
     stats = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [5, 10, 15, 20]
     assert {"loss/cycle_a", "loss/discriminator_b", "mask/mean_a", "sched/tau"} <= stats[0].keys()
+    # The mask priors are logged once the mask is learned (after the warm-up, step 5).
+    assert "loss/mask_area_a" not in stats[0] and "loss/mask_area_a" in stats[1]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == {"a2b", "b2a"} and 0 <= metrics["a2b"]["mask_iou"] <= 1
     assert result.metrics == metrics

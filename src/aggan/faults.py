@@ -102,23 +102,32 @@ class FiniteWatch:
         self.first_step = torch.full((), -1, dtype=torch.int64, device=device)
         self.bad_terms: Tensor | None = None
         self.names: list[str] = []
+        self.earlier: tuple[int, list[str]] | None = None  # found before the terms changed
+
+    def _settle(self) -> None:
+        """Reads what was found (a sync) before the set of terms changes (the warm-up's end)."""
+        if self.bad_terms is not None and self.earlier is None and int(self.first_step) >= 0:
+            self.earlier = int(self.first_step), [
+                name for name, bad in zip(self.names, self.bad_terms.tolist(), strict=True)
+                if bad]
 
     def update(self, terms: dict[str, Tensor], step: int) -> None:
+        if list(terms) != self.names:
+            self._settle()
+            self.names, self.bad_terms = list(terms), None
         values = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
         bad = ~torch.isfinite(values)
         if self.bad_terms is None:
-            self.names = list(terms)
             self.bad_terms = torch.zeros_like(bad)
         first = (self.first_step < 0) & bad.any()
         self.first_step = torch.where(first, step, self.first_step)
         self.bad_terms = torch.where(first, bad, self.bad_terms)
 
     def check(self, last_checkpoint: str) -> None:
-        step = int(self.first_step)
-        if step < 0:
+        self._settle()
+        if self.earlier is None:
             return
-        assert self.bad_terms is not None
-        names = [name for name, bad in zip(self.names, self.bad_terms.tolist(), strict=True) if bad]
+        step, names = self.earlier
         raise AgganError(f"step {step}: {', '.join(names)} became NaN or infinite; training "
                          f"stopped without saving it; {last_checkpoint} is the last good state "
                          "(resume it with --resume, perhaps with a lower train.lr or --precision "

@@ -106,10 +106,15 @@ class StepModules:
     scores: nn.Module  # DiscriminatorScores, for the discriminators' update
     judge: nn.Module  # the discriminators as the generators' update calls them (frozen)
     discriminator_params: list[nn.Parameter]
-    trained: tuple[bool, bool]  # (attention, discriminator norms)
+    phase: tuple[bool, bool, bool]  # (mask used, attention trained, discriminator norms)
     autocast: torch.autocast
     loss_weights: Mapping[str, float]
     mask_area_min: float
+
+
+def modules_phase(phase: Phase) -> tuple[bool, bool, bool]:
+    """What ``step_modules`` depends on in a phase: when it changes, the modules are rebuilt."""
+    return phase.use_attention, phase.train_attention, phase.normalize_discriminator
 
 
 def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
@@ -130,10 +135,12 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
         scores = DistributedDataParallel(scores, device_ids=device_ids)
     if config.compile:
         cycle, scores, judge = (torch.compile(module) for module in (cycle, scores, judge))
+    if not phase.use_attention:  # a mask fixed at 1: its priors are constants, not losses
+        loss_weights = {**loss_weights, "mask_area": 0.0, "mask_border": 0.0}
     return StepModules(cycle, scores, judge,
                        [p for p in state.discriminators.parameters() if p.requires_grad],
-                       (phase.train_attention, phase.normalize_discriminator),
-                       autocast(config.precision, device), loss_weights, config.mask_area_min)
+                       modules_phase(phase), autocast(config.precision, device), loss_weights,
+                       config.mask_area_min)
 
 
 # --- The step --------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from aggan.run_folder import (
     write_samples,
 )
 from aggan.schedule import continue_schedule, resolve_schedule
-from aggan.step import StepModules, step_modules, training_step
+from aggan.step import StepModules, modules_phase, step_modules, training_step
 from aggan.tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -144,8 +144,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 real_a, real_b = next(batches)
                 data_seconds += time.perf_counter() - waited
                 phase = schedule.phase(state.step)
-                if modules is None or modules.trained != (phase.train_attention,
-                                                          phase.normalize_discriminator):
+                if modules is None or modules.phase != modules_phase(phase):
                     modules = step_modules(state, phase, context, device, config.train, weights)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
                     for group in optimizer.param_groups:
