@@ -214,6 +214,50 @@ def test_translator_variants() -> None:
     assert warm_up_mask.eq(1).all()
 
 
+def test_generator_features_then_output_is_the_generator() -> None:
+    images = torch.rand(2, 3, 32, 36) * 2 - 1
+    generator = ResnetGenerator(width=8, blocks=1)
+    init_weights(generator, torch.Generator().manual_seed(0))
+    features = generator.features(images)
+    assert features.shape == (2, 8, 32, 36)
+    assert torch.equal(generator.output(features), generator(images))
+
+
+def _mask_after_changing_the_generator(attention_from: str) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    translator = Translator(ModelConfig(generator_width=8, generator_blocks=1, attention_width=8,
+                                        attention_from=attention_from))
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+    _, before = translator.parts(images, "a2b")
+    with torch.no_grad():
+        first_conv = translator.generators["a2b"].layers[0].weight
+        first_conv.add_(torch.randn_like(first_conv))  # not a scale: instance norm undoes that
+    _, after = translator.parts(images, "a2b")
+    return before, after
+
+
+def test_generator_attention_reads_the_generators_features() -> None:
+    before, after = _mask_after_changing_the_generator("generator")
+    assert before.shape == (1, 1, 32, 32) and before.min() >= 0 and before.max() <= 1
+    assert not torch.allclose(before, after)
+    before, after = _mask_after_changing_the_generator("image")
+    assert torch.equal(before, after)
+
+
+def test_generator_attention_does_not_train_the_generator() -> None:
+    """The attention's own losses (area floor, border) reach its head, never the generator;
+    the generator's output still trains it through the composite."""
+    torch.manual_seed(0)
+    translator = Translator(ModelConfig(generator_width=8, generator_blocks=1,
+                                        attention_from="generator"))
+    translated, mask = translator.parts(torch.rand(1, 3, 32, 32) * 2 - 1, "a2b")
+    mask.mean().backward()
+    assert all(p.grad is None for p in translator.generators.parameters())
+    assert all(p.grad is not None for p in translator.attention["a"].parameters())
+    translated.mean().backward()
+    assert all(p.grad is not None for p in translator.generators["a2b"].parameters())
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_instance_norm_matches_float64_reference(batch: int, channels_last: bool) -> None:

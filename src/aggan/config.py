@@ -23,6 +23,7 @@ from typing import Any, Literal
 from aggan.errors import AgganError
 
 AttentionKernels = Literal["paper", "official-1x1"]
+AttentionFrom = Literal["image", "generator"]
 Precision = Literal["fp32", "bf16", "fp16"]
 GuidedDiscriminator = Literal["switch", "attention"]
 Variant = str  # a key of VARIANTS
@@ -55,6 +56,12 @@ class ModelConfig:
     # Kernels of the three attention convs after upsampling: "paper" = 3x3, 3x3, 7x7 as intended;
     # "official-1x1" = 1x1, 1x1, 1x1 as the released code's argument-order bug made them.
     attention_kernels: AttentionKernels = "paper"
+    # What the attention reads: "image" = its own encoder-decoder on the photo (the paper's A(s));
+    # "generator" = a small head on the generator's last features (detached: the attention's
+    # losses do not train the generator), whose nine residual blocks already tell the animal
+    # from the background (benchmarks/README.md, "The attention's shape"). With "generator"
+    # attention_width and attention_kernels are unused.
+    attention_from: AttentionFrom = "image"
     generator_width: int = 32  # channels of the first generator conv (released code: 32)
     generator_blocks: int = 9  # residual blocks at 1/4 resolution
     attention_width: int = 32  # channels of the first attention conv

@@ -270,6 +270,15 @@ class ResnetGenerator(nn.Module):
         """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1]; H, W multiples of 4."""
         return self.layers(images)
 
+    def features(self, images: Tensor) -> Tensor:
+        """The last decoder features (N, width, H, W), what the output conv reads."""
+        return self.layers[:-2](images)
+
+    def output(self, features: Tensor) -> Tensor:
+        """The image from ``features``: ``generator.output(generator.features(x))`` is
+        ``generator(x)``."""
+        return self.layers[-2:](features)
+
 
 class AttentionNet(nn.Module):
     """A: image in [-1, 1] -> one-channel mask in [0, 1], same size (``autoenc_upsample``).
@@ -306,6 +315,26 @@ class AttentionNet(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, 1, H, W) in [0, 1]; H, W multiples of 4."""
         return self.layers(images)
+
+
+class FeatureAttentionHead(nn.Module):
+    """A from the generator's features: (N, width, H, W) -> one-channel mask in [0, 1].
+
+    A 3x3 conv with instance norm and ReLU, then a 7x7 conv to the mask, reflect-padded as the
+    image attention's last conv.
+    """
+
+    def __init__(self, *, width: int = 32) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"),
+            *_norm_relu(width),
+            NarrowConv2d(width, 1, 7, padding_mode="reflect"),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.layers(features)
 
 
 class PatchDiscriminator(nn.Module):
@@ -366,11 +395,13 @@ class Translator(nn.Module):
         self.generators = nn.ModuleDict({
             d: ResnetGenerator(width=config.generator_width, blocks=config.generator_blocks)
             for d in DIRECTIONS})
+        self.attention_from = config.attention_from
         self.attention: nn.ModuleDict | None = None
         if VARIANTS[config.variant].attention:
             self.attention = nn.ModuleDict({
-                domain: AttentionNet(width=config.attention_width,
-                                     kernels=config.attention_kernels)
+                domain: FeatureAttentionHead(width=config.generator_width)
+                if config.attention_from == "generator"
+                else AttentionNet(width=config.attention_width, kernels=config.attention_kernels)
                 for domain in ("a", "b")})
 
     @classmethod
@@ -406,10 +437,14 @@ class Translator(nn.Module):
     def parts(self, images: Tensor, direction: Direction,
               use_attention: bool = True) -> tuple[Tensor, Tensor]:
         """The generator's output F(s) and the mask A(s), before they are composited."""
-        translated = self.generators[direction](images)
+        generator = self.generators[direction]
         if self.attention is None or not use_attention:
-            return translated, torch.ones_like(images[:, :1])
-        return translated, self.attention[source_domain(direction)](images)
+            return generator(images), torch.ones_like(images[:, :1])
+        attention = self.attention[source_domain(direction)]
+        if self.attention_from == "generator":
+            features = generator.features(images)
+            return generator.output(features), attention(features.detach())
+        return generator(images), attention(images)
 
 
 class Discriminators(nn.Module):
