@@ -69,6 +69,10 @@ def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
     code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
                            "--dry-run", "--config", "official", "--epochs", "10")
     assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 10.0' in out
+    assert '"attention_from": "image"' in out
+    code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run", "--attention-from",
+                           "generator")
+    assert code == 0 and '"attention_from": "generator"' in out
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run", "--precision",
                            "bf16", "--compile")
     assert code == 0 and '"precision": "bf16"' in out and '"compile": true' in out

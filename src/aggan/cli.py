@@ -14,11 +14,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from aggan import __version__
 from aggan.config import (
     VARIANTS,
+    AttentionFrom,
+    AttentionKernels,
     build_config,
     parse_assignment,
     read_config_file,
@@ -65,7 +67,10 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, help="seed of init, data order and pools")
     parser.add_argument("--variant", choices=tuple(VARIANTS), help="; ".join(
         f"{name}: {spec.summary}" for name, spec in VARIANTS.items()))
-    parser.add_argument("--attention-kernels", choices=("paper", "official-1x1"))
+    parser.add_argument("--attention-kernels", choices=get_args(AttentionKernels))
+    parser.add_argument("--attention-from", choices=get_args(AttentionFrom),
+                        help="the mask from the photo (the paper) or from the generator's "
+                             "features")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                         help="fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 "
@@ -272,6 +277,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         ("data", "workers"): args.workers, ("train", "batch_size"): args.batch_size,
         ("train", "device"): args.device, ("train", "seed"): args.seed,
         ("model", "variant"): args.variant, ("model", "attention_kernels"): args.attention_kernels,
+        ("model", "attention_from"): args.attention_from,
         ("train", "steps"): args.steps, ("train", "epochs"): args.epochs,
         ("train", "precision"): args.precision, ("train", "compile"): args.compile,
     }
