@@ -57,10 +57,10 @@ class ModelConfig:
     # "official-1x1" = 1x1, 1x1, 1x1 as the released code's argument-order bug made them.
     attention_kernels: AttentionKernels = "paper"
     # What the attention reads: "image" = its own encoder-decoder on the photo (the paper's A(s));
-    # "generator" = a small head on the generator's last features (detached: the attention's
-    # losses do not train the generator), whose nine residual blocks already tell the animal
-    # from the background (benchmarks/README.md, "The attention's shape"). With "generator"
-    # attention_width and attention_kernels are unused.
+    # "generator" = its decoder on the generator's residual features (detached: the attention's
+    # losses do not train the generator), whose nine blocks already tell the animal from the
+    # background (benchmarks/README.md, "The attention's shape"). With "generator"
+    # attention_kernels is unused (the decoder's kernels are the paper's).
     attention_from: AttentionFrom = "image"
     generator_width: int = 32  # channels of the first generator conv (released code: 32)
     generator_blocks: int = 9  # residual blocks at 1/4 resolution

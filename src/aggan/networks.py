@@ -265,19 +265,20 @@ class ResnetGenerator(nn.Module):
             NarrowConv2d(w, 3, 7),  # SAME at stride 1: zero pad 3 on each side
             nn.Tanh(),
         )
+        self.trunk_end = 9 + blocks  # the encoder's 9 layers, then the residual blocks
 
     def forward(self, images: Tensor) -> Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1]; H, W multiples of 4."""
         return self.layers(images)
 
     def features(self, images: Tensor) -> Tensor:
-        """The last decoder features (N, width, H, W), what the output conv reads."""
-        return self.layers[:-2](images)
+        """What the residual blocks make of the image: (N, 4 x width, H/4, W/4)."""
+        return self.layers[:self.trunk_end](images)
 
     def output(self, features: Tensor) -> Tensor:
         """The image from ``features``: ``generator.output(generator.features(x))`` is
         ``generator(x)``."""
-        return self.layers[-2:](features)
+        return self.layers[self.trunk_end:](features)
 
 
 class AttentionNet(nn.Module):
@@ -318,18 +319,28 @@ class AttentionNet(nn.Module):
 
 
 class FeatureAttentionHead(nn.Module):
-    """A from the generator's features: (N, width, H, W) -> one-channel mask in [0, 1].
+    """A from the generator's residual features (N, 4 x width, H/4, W/4) -> one-channel mask in
+    [0, 1] at full size.
 
-    A 3x3 conv with instance norm and ReLU, then a 7x7 conv to the mask, reflect-padded as the
-    image attention's last conv.
+    A 3x3 conv down to the attention's 2 x width channels, then the attention network's own
+    decoder (two nearest-upsampling 3x3 convs, a 7x7 conv, reflect padding): the mask of
+    ``AttentionNet`` with the generator's encoder and nine residual blocks in place of its own
+    two convs and one block. Upsampling convs, not the generator's transposed convs, whose
+    checkerboard the mask would copy (measured: reading the generator's last full-size features
+    the masks became a lattice of dots).
     """
 
-    def __init__(self, *, width: int = 32) -> None:
+    def __init__(self, *, generator_width: int = 32, width: int = 32) -> None:
         super().__init__()
+        w = width
         self.layers = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"),
-            *_norm_relu(width),
-            NarrowConv2d(width, 1, 7, padding_mode="reflect"),
+            nn.Conv2d(4 * generator_width, 2 * w, 3, padding=1, padding_mode="reflect"),
+            *_norm_relu(2 * w),
+            UpsampledConv2d(2 * w, 2 * w, 3, padding_mode="reflect"),
+            *_norm_relu(2 * w),
+            UpsampledConv2d(2 * w, w, 3, padding_mode="reflect"),
+            *_norm_relu(w),
+            NarrowConv2d(w, 1, 7, padding_mode="reflect"),
             nn.Sigmoid(),
         )
 
@@ -399,7 +410,8 @@ class Translator(nn.Module):
         self.attention: nn.ModuleDict | None = None
         if VARIANTS[config.variant].attention:
             self.attention = nn.ModuleDict({
-                domain: FeatureAttentionHead(width=config.generator_width)
+                domain: FeatureAttentionHead(generator_width=config.generator_width,
+                                             width=config.attention_width)
                 if config.attention_from == "generator"
                 else AttentionNet(width=config.attention_width, kernels=config.attention_kernels)
                 for domain in ("a", "b")})
