@@ -281,6 +281,21 @@ class ResnetGenerator(nn.Module):
         return self.layers[self.trunk_end:](features)
 
 
+def _mask_decoder(width: int, kernels: tuple[int, int, int]) -> list[nn.Module]:
+    """The attention's decoder: 2 x width channels at 1/4 size -> the mask at full size (two
+    nearest-upsampling convs and a last conv, reflect-padded; a sigmoid)."""
+    k1, k2, k3 = kernels
+    w = width
+    return [
+        UpsampledConv2d(2 * w, 2 * w, k1, padding_mode="reflect"),
+        *_norm_relu(2 * w),
+        UpsampledConv2d(2 * w, w, k2, padding_mode="reflect"),
+        *_norm_relu(w),
+        NarrowConv2d(w, 1, k3, padding_mode="reflect"),
+        nn.Sigmoid(),
+    ]
+
+
 class AttentionNet(nn.Module):
     """A: image in [-1, 1] -> one-channel mask in [0, 1], same size (``autoenc_upsample``).
 
@@ -305,12 +320,7 @@ class AttentionNet(nn.Module):
             SameConv2d(w, 2 * w, 3, stride=2),
             *_norm_relu(2 * w),
             ResidualBlock(2 * w, padding_mode="reflect"),
-            UpsampledConv2d(2 * w, 2 * w, k1, padding_mode="reflect"),
-            *_norm_relu(2 * w),
-            UpsampledConv2d(2 * w, w, k2, padding_mode="reflect"),
-            *_norm_relu(w),
-            NarrowConv2d(w, 1, k3, padding_mode="reflect"),
-            nn.Sigmoid(),
+            *_mask_decoder(w, (k1, k2, k3)),
         )
 
     def forward(self, images: Tensor) -> Tensor:
@@ -336,12 +346,7 @@ class FeatureAttentionHead(nn.Module):
         self.layers = nn.Sequential(
             nn.Conv2d(4 * generator_width, 2 * w, 3, padding=1, padding_mode="reflect"),
             *_norm_relu(2 * w),
-            UpsampledConv2d(2 * w, 2 * w, 3, padding_mode="reflect"),
-            *_norm_relu(2 * w),
-            UpsampledConv2d(2 * w, w, 3, padding_mode="reflect"),
-            *_norm_relu(w),
-            NarrowConv2d(w, 1, 7, padding_mode="reflect"),
-            nn.Sigmoid(),
+            *_mask_decoder(w, (3, 3, 7)),  # the paper's kernels
         )
 
     def forward(self, features: Tensor) -> Tensor:
