@@ -44,7 +44,7 @@ from aggan import distributed
 from aggan.checkpoint import TrainState, build_state
 from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
-from aggan.device import resolve_device, tensor_layout
+from aggan.device import has_fast_bf16, resolve_device, tensor_layout
 from aggan.images import write_json
 from aggan.losses import loss_weights
 from aggan.schedule import Phase
@@ -88,16 +88,9 @@ def median_seconds(run: Callable[[], Any], device: torch.device, warmup: int,
     return statistics.median(times)
 
 
-def fast_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def measure_ceiling(device: torch.device, repeats: int) -> dict[str, Any]:
     """GFLOP/s of a large matmul and a large 3x3 conv (both memory formats), per dtype."""
-    dtypes = [torch.float32] + ([torch.bfloat16] if fast_bf16(device) else [])
+    dtypes = [torch.float32] + ([torch.bfloat16] if has_fast_bf16(device) else [])
     big = device.type == "cuda"
     n = 8192 if big else 2048
     batch, channels, pixels = (32, 256, 64) if big else (4, 128, 64)

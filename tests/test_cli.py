@@ -69,10 +69,11 @@ def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
     code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
                            "--dry-run", "--config", "official", "--epochs", "10")
     assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 10.0' in out
-    assert '"attention_from": "image"' in out
+    assert '"attention_from": "image"' in out and '"generator_upsample": "transpose"' in out
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run", "--attention-from",
-                           "generator")
+                           "generator", "--generator-upsample", "resize")
     assert code == 0 and '"attention_from": "generator"' in out
+    assert '"generator_upsample": "resize"' in out
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run", "--precision",
                            "bf16", "--compile")
     assert code == 0 and '"precision": "bf16"' in out and '"compile": true' in out

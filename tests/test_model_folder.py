@@ -66,12 +66,15 @@ def test_export_then_from_pretrained_reproduces_the_checkpoint(finished_run: Pat
     assert set(load_file(tmp_path / "model" / WEIGHTS_FILE)) == set(original.state_dict())
 
 
-def test_generator_attention_exports_and_reproduces(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("field", "value"), [("attention_from", "generator"),
+                                               ("generator_upsample", "resize")])
+def test_architecture_options_export_and_reproduce(tmp_path: Path, field: str,
+                                                   value: str) -> None:
     layer = tiny_layer(steps=4, attention_warmup_step=2, switch_step=3, checkpoint_every_steps=4)
-    layer["model"]["attention_from"] = "generator"
+    layer["model"][field] = value
     train(build_config(layer), tmp_path / "run", progress=False, tensorboard=False)
     info = export_model(tmp_path / "run", tmp_path / "model", dtype="float32")
-    assert info["config"]["model"]["attention_from"] == "generator"
+    assert info["config"]["model"][field] == value
     original, _, _ = load_translator(tmp_path / "run", torch.device("cpu"))
     loaded = Translator.from_pretrained(str(tmp_path / "model"))
     for exact, again in zip(_translations(original), _translations(loaded), strict=True):

@@ -223,6 +223,24 @@ def test_generator_features_then_output_is_the_generator() -> None:
     assert torch.equal(generator.output(features), generator(images))
 
 
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_resize_upsampling_prints_no_checkerboard(upsample: str) -> None:
+    """Flat features (as a flat photo makes away from its borders) come out of the transposed
+    convs with a period-2 pattern, the uneven overlap of stride-2 windows; out of the resize
+    convs they come out flat."""
+    generator = ResnetGenerator(width=8, blocks=1, upsample=upsample)
+    init_weights(generator, torch.Generator().manual_seed(0))
+    flat = torch.randn(1, 32, 1, 1).expand(1, 32, 16, 16)
+    with torch.no_grad():
+        interior = generator.output(flat)[..., 16:48, 16:48]
+    assert interior.shape == (1, 3, 32, 32)
+    rows_apart = (interior[..., 0::2, :] - interior[..., 1::2, :]).abs().amax()
+    if upsample == "transpose":
+        assert rows_apart > 1e-2
+    else:
+        assert interior.std(dim=(-2, -1)).amax() < 1e-5 and rows_apart < 1e-5
+
+
 def _mask_after_changing_the_generator(attention_from: str) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     translator = Translator(ModelConfig(generator_width=8, generator_blocks=1, attention_width=8,

@@ -236,6 +236,16 @@ def test_compiled_step_trains_like_eager() -> None:
     _assert_same_training(eager, compiled, tolerance=2e-4)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_warns_where_the_cpu_would_emulate_it(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture,
+                                                  native: bool) -> None:
+    monkeypatch.setattr("aggan.device.has_fast_bf16", lambda _: native)
+    with caplog.at_level("WARNING"):
+        build_state(build_config(tiny_layer(precision="bf16")), torch.device("cpu"))
+    assert ("bf16 is emulated" in caplog.text) is not native
+
+
 def test_fp16_needs_cuda() -> None:
     config = build_config(tiny_layer(precision="fp16"))
     with pytest.raises(AgganError, match=r"train\.precision=fp16 needs a CUDA device"):

@@ -21,6 +21,7 @@ from aggan.config import (
     VARIANTS,
     AttentionFrom,
     AttentionKernels,
+    GeneratorUpsample,
     build_config,
     parse_assignment,
     read_config_file,
@@ -71,10 +72,12 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--attention-from", choices=get_args(AttentionFrom),
                         help="the mask from the photo (the paper) or from the generator's "
                              "features")
+    parser.add_argument("--generator-upsample", choices=get_args(GeneratorUpsample),
+                        help="transposed convs (the paper) or nearest upsampling and a conv")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                         help="fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 "
-                        "BF16); fp16 autocast with loss scaling (CUDA)")
+                        "BF16, slower on CPUs without it); fp16 autocast with loss scaling (CUDA)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the networks (minutes to compile; no gain on CPU)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -278,6 +281,7 @@ def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
         ("train", "device"): args.device, ("train", "seed"): args.seed,
         ("model", "variant"): args.variant, ("model", "attention_kernels"): args.attention_kernels,
         ("model", "attention_from"): args.attention_from,
+        ("model", "generator_upsample"): args.generator_upsample,
         ("train", "steps"): args.steps, ("train", "epochs"): args.epochs,
         ("train", "precision"): args.precision, ("train", "compile"): args.compile,
     }

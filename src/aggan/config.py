@@ -24,6 +24,7 @@ from aggan.errors import AgganError
 
 AttentionKernels = Literal["paper", "official-1x1"]
 AttentionFrom = Literal["image", "generator"]
+GeneratorUpsample = Literal["transpose", "resize"]
 Precision = Literal["fp32", "bf16", "fp16"]
 GuidedDiscriminator = Literal["switch", "attention"]
 Variant = str  # a key of VARIANTS
@@ -62,6 +63,11 @@ class ModelConfig:
     # background (benchmarks/README.md, "The attention's shape"). With "generator"
     # attention_kernels is unused (the decoder's kernels are the paper's).
     attention_from: AttentionFrom = "image"
+    # How the generator returns to full size: "transpose" = two stride-2 transposed convs (the
+    # released code, CycleGAN); "resize" = nearest-neighbour 2x upsampling then a 3x3 conv
+    # (Odena et al., 2016), whose even overlap cannot print the transposed conv's checkerboard
+    # (benchmarks/README.md, "The generator's upsampling").
+    generator_upsample: GeneratorUpsample = "transpose"
     generator_width: int = 32  # channels of the first generator conv (released code: 32)
     generator_blocks: int = 9  # residual blocks at 1/4 resolution
     attention_width: int = 32  # channels of the first attention conv

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from aggan.config import VARIANTS, ModelConfig
+from aggan.config import VARIANTS, GeneratorUpsample, ModelConfig
 
 Direction = Literal["a2b", "b2a"]
 DIRECTIONS: tuple[Direction, Direction] = ("a2b", "b2a")
@@ -216,6 +216,14 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         return full[..., top:top + height, left:left + width].contiguous(memory_format=layout)
 
 
+def _upsampling_conv(kind: GeneratorUpsample, in_channels: int, out_channels: int) -> nn.Module:
+    """The generator's 2x upsampling step: a stride-2 3x3 transposed conv (released) or 2x
+    nearest upsampling and a zero-padded 3x3 conv."""
+    if kind == "transpose":
+        return SameConvTranspose2d(in_channels, out_channels, 3, stride=2)
+    return UpsampledConv2d(in_channels, out_channels, 3)
+
+
 def _norm_relu(channels: int) -> list[nn.Module]:
     return [InstanceNorm(channels), nn.ReLU(inplace=True)]
 
@@ -245,9 +253,12 @@ class ResnetGenerator(nn.Module):
     Args:
         width: channels of the first conv (released code: 32, half of CycleGAN's 64).
         blocks: residual blocks at 1/4 resolution (9 for 256 px).
+        upsample: ``"transpose"`` (released code) or ``"resize"``: each stride-2 transposed
+            conv replaced by nearest-neighbour upsampling and a zero-padded 3x3 conv.
     """
 
-    def __init__(self, *, width: int = 32, blocks: int = 9) -> None:
+    def __init__(self, *, width: int = 32, blocks: int = 9,
+                 upsample: GeneratorUpsample = "transpose") -> None:
         super().__init__()
         w = width
         self.layers = nn.Sequential(
@@ -258,9 +269,9 @@ class ResnetGenerator(nn.Module):
             SameConv2d(2 * w, 4 * w, 3, stride=2),
             *_norm_relu(4 * w),
             *[ResidualBlock(4 * w, padding_mode="zeros") for _ in range(blocks)],
-            SameConvTranspose2d(4 * w, 2 * w, 3, stride=2),
+            _upsampling_conv(upsample, 4 * w, 2 * w),
             *_norm_relu(2 * w),
-            SameConvTranspose2d(2 * w, w, 3, stride=2),
+            _upsampling_conv(upsample, 2 * w, w),
             *_norm_relu(w),
             NarrowConv2d(w, 3, 7),  # SAME at stride 1: zero pad 3 on each side
             nn.Tanh(),
@@ -409,7 +420,8 @@ class Translator(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.generators = nn.ModuleDict({
-            d: ResnetGenerator(width=config.generator_width, blocks=config.generator_blocks)
+            d: ResnetGenerator(width=config.generator_width, blocks=config.generator_blocks,
+                               upsample=config.generator_upsample)
             for d in DIRECTIONS})
         self.attention_from = config.attention_from
         self.attention: nn.ModuleDict | None = None
