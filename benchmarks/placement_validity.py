@@ -1,0 +1,142 @@
+"""Does a placement measure tell a mask on the animals from one elsewhere? Checked on masks whose
+answer is known before the measure is used to choose anything (issue #27, part 1).
+
+On the test photos resized to the model's scale, per direction, each candidate mask is scored by
+three label-free measures:
+- ``model``: the model's own attention masks;
+- ``complement``: 1 - mask (the rest of the photo);
+- ``random place``: the mask circularly shifted by a seeded random offset (same shape, same area);
+- ``ones``: a mask of ones (everything);
+- ``centred blob``: a centred disk of the mask's area.
+The measures:
+- ``occlusion``: ``aggan.metrics.placement`` (nats of domain evidence the mask hides beyond the
+  same shape elsewhere; a probe on the training photos' Inception features), with its hit rate;
+- ``cycle``: agreement of the attention across the cycle, 1 - mean |A_T(x') - m| where
+  x' = m * F(x) + (1 - m) * x is the photo translated under the candidate mask;
+- ``edges``: the mean Sobel gradient magnitude of the photo under the mask over the photo's mean.
+
+    python benchmarks/placement_validity.py --model models/horse2zebra-128 \\
+        --data ../shared/data/horse2zebra --json benchmarks/results/placement_validity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from aggan.config import DataConfig
+from aggan.images import to_float, write_json
+from aggan.metrics.fid_kid import default_cache_dir
+from aggan.metrics.inception import InceptionFeatures
+from aggan.metrics.placement import placement, training_probe
+from aggan.model_folder import load_for_inference
+from aggan.networks import DIRECTIONS, composite, reverse, source_domain
+from real_quality import test_photos
+
+
+def centred_blob(mask: Tensor) -> Tensor:
+    """A centred disk with the mask's area (its mean), as float (N, 1, H, W)."""
+    height, width = mask.shape[-2:]
+    rows = torch.arange(height).view(-1, 1) - (height - 1) / 2
+    columns = torch.arange(width).view(1, -1) - (width - 1) / 2
+    distance = (rows ** 2 + columns ** 2).sqrt()
+    blobs = [(distance <= math.sqrt(float(m.mean()) * height * width / math.pi)).float()
+             for m in mask]
+    return torch.stack(blobs)[:, None]
+
+
+def random_place(mask: Tensor, seed: int = 1) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    height, width = mask.shape[-2:]
+    return torch.stack([torch.roll(m, (int(torch.randint(height, (1,), generator=generator)),
+                                       int(torch.randint(width, (1,), generator=generator))),
+                                   dims=(-2, -1)) for m in mask])
+
+
+CANDIDATES: dict[str, Callable[[Tensor], Tensor]] = {
+    "model": lambda mask: mask,
+    "complement": lambda mask: 1 - mask,
+    "random place": random_place,
+    "ones": torch.ones_like,
+    "centred blob": centred_blob,
+}
+
+
+def edge_ratio(photos: Tensor, masks: Tensor) -> float:
+    """Mean over photos of (gradient magnitude under the mask) / (the photo's mean magnitude)."""
+    grey = to_float(photos).mean(1, keepdim=True)
+    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    kernels = torch.stack([sobel, sobel.T])[:, None]
+    gradient = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels).norm(dim=1,
+                                                                                   keepdim=True)
+    under = (gradient * masks).sum((1, 2, 3)) / masks.sum((1, 2, 3)).clamp(min=1e-6)
+    return float((under / gradient.mean((1, 2, 3))).mean())
+
+
+@torch.no_grad()
+def cycle_agreement(translator: torch.nn.Module, photos: Tensor, masks: Tensor,
+                    direction: str, generated: Tensor) -> float:
+    """1 - mean |A_T(m * F(x) + (1 - m) * x) - m|."""
+    there = composite(masks, generated, to_float(photos))
+    _, back_masks = translator.parts(there, reverse(direction), True)
+    return float(1 - (back_masks - masks).abs().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model folder, name, run or checkpoint")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder with trainA/ trainB/ (the probe) and testA/ testB/")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    translator, config, use_attention = load_for_inference(args.model, torch.device("cpu"))
+    size = config.data.size_px
+    inception = InceptionFeatures()
+    probe = training_probe(dataclasses.replace(DataConfig(), root=str(args.data)), inception,
+                           default_cache_dir())
+    results: dict[str, Any] = {"model": args.model, "size": size,
+                               "probe": {"penalty": probe.penalty,
+                                         "heldout_accuracy": probe.heldout_accuracy},
+                               "rows": []}
+    for direction in DIRECTIONS:
+        source = source_domain(direction)
+        photos = test_photos(args.data, source, size)
+        with torch.no_grad():
+            generated, masks = translator.parts(to_float(photos), direction, use_attention)
+        for name, candidate in CANDIDATES.items():
+            chosen = candidate(masks.float()).clamp(0, 1)
+            scores = placement(probe, inception, list(photos), list(chosen), source).summary()
+            row = {"direction": direction, "candidate": name,
+                   "mean_mask": float(chosen.mean()), **scores,
+                   "cycle_agreement": cycle_agreement(translator, photos, chosen, direction,
+                                                      generated),
+                   "edge_ratio": edge_ratio(photos, chosen)}
+            results["rows"].append(row)
+            print(json.dumps(row), flush=True)
+
+    print(f"\n{args.model} on the test photos at {size} px; probe: L2 {probe.penalty:g}, held-out "
+          f"accuracy {probe.heldout_accuracy:.3f}")
+    print("| direction | candidate | mean mask | occlusion (nats) | hit rate | cycle agreement "
+          "| edge ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for row in results["rows"]:
+        print(f"| {row['direction']} | {row['candidate']} | {row['mean_mask']:.3f} | "
+              f"{row['placement_nats']:+.3f} +- {row['placement_nats_stderr']:.3f} | "
+              f"{row['placement_hit_rate']:.2f} | {row['cycle_agreement']:.3f} | "
+              f"{row['edge_ratio']:.2f} |")
+    if args.json:
+        write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
