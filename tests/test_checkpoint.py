@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from aggan.checkpoint import load_checkpoint, load_translator
 from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
+from aggan.images import read_image, write_png
+from aggan.model_folder import WEIGHTS_FILE, export_model, load_model
+from aggan.networks import Translator
 from aggan.train import train
+from aggan.translate import translate_tensor
 from conftest import tiny_layer
 
 
@@ -84,3 +89,58 @@ def test_checkpoint_of_an_older_geometry_gets_one_line(tmp_path: Path, trained_r
     error = capsys.readouterr().err
     assert code == 2 and len(error.strip().splitlines()) == 1
     assert "old.pt has format version 2; this aggan reads version 3" in error
+
+
+def test_the_weights_average_is_what_translate_export_and_the_model_folder_use(
+        tmp_path: Path) -> None:
+    """With ``train.translator_ema`` the checkpoint keeps both weights; every inference path
+    (load_translator, so translate and evaluate; export_model, so the model folder and
+    from_pretrained; aggan translate on the CLI) uses the average, never the raw weights."""
+    config = build_config(tiny_layer(steps=8, attention_warmup_step=2, switch_step=6,
+                                     translator_ema=0.5))
+    run = tmp_path / "run"
+    train(config, run, progress=False, tensorboard=False)
+    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    average, raw = state["translator_ema"], state["translator"]
+    assert state["translator_ema_updates"] == 8
+    differs = [key for key in raw if not torch.equal(raw[key], average[key])]
+    assert differs  # the average lags the weights
+
+    def assert_average(weights: dict[str, torch.Tensor]) -> None:
+        for key, tensor in average.items():
+            assert torch.equal(weights[key].float(), tensor.float()), key
+
+    translator, _, _ = load_translator(run, torch.device("cpu"))
+    assert_average(translator.state_dict())
+    export_model(run, tmp_path / "model", dtype="float32")
+    assert_average(load_file(str(tmp_path / "model" / WEIGHTS_FILE)))
+    assert_average(load_model(tmp_path / "model").translator.state_dict())
+
+    image = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator()
+                          .manual_seed(1))
+    (tmp_path / "in").mkdir()
+    write_png(image[0], tmp_path / "in" / "x.png")
+    assert main(["translate", "--checkpoint", str(run), "--input", str(tmp_path / "in"),
+                 "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 0
+    written = read_image(tmp_path / "out" / "x.png")
+    raw_translator = Translator(config.model)
+    raw_translator.load_state_dict(raw)
+    by_raw = translate_tensor(raw_translator.eval(), image, "a2b", True, scale_px=32)[0][0]
+    by_average = translate_tensor(translator, image, "a2b", True, scale_px=32)[0][0]
+    assert torch.equal(written, by_average) and not torch.equal(written, by_raw)
+
+
+def test_the_average_resumes_where_it_was(tmp_path: Path) -> None:
+    """A run stopped and resumed keeps its average: the same final average as one run through."""
+    layer = tiny_layer(steps=8, attention_warmup_step=2, switch_step=6, translator_ema=0.5,
+                       checkpoint_every_steps=4)
+    train(build_config(layer), tmp_path / "whole", progress=False, tensorboard=False)
+    train(build_config(layer), tmp_path / "split", stop_at_step=4, progress=False,
+          tensorboard=False)
+    train(build_config(layer), tmp_path / "split", resume=True, progress=False,
+          tensorboard=False)
+    whole, split = (load_checkpoint(tmp_path / name / "checkpoints" / "latest.pt")
+                    for name in ("whole", "split"))
+    assert split["translator_ema_updates"] == whole["translator_ema_updates"] == 8
+    for key, tensor in whole["translator_ema"].items():
+        torch.testing.assert_close(split["translator_ema"][key], tensor, rtol=0, atol=1e-6)

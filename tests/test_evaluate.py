@@ -38,9 +38,13 @@ def test_trained_model_beats_identity_and_report_is_complete(
     cache, report = tmp_path / "cache", tmp_path / "report"
     assert main(["evaluate", "--checkpoint", str(learned_run), "--data", str(data), "--out",
                  str(report), "--cache-dir", str(cache), "--device", "cpu"]) == 0
-    metrics = json.loads((report / "metrics.json").read_text())["directions"]
+    everything = json.loads((report / "metrics.json").read_text())
+    metrics = everything["directions"]
     assert metrics["a2b"]["ground_truth"]["mask_iou"] >= 0
-    capsys.readouterr()
+    # One training image per domain: too few for the placement probe, and the report says so.
+    assert not everything["placement"]["measured"]
+    assert "at least 10 training images" in everything["placement"]["why"]
+    assert "FID, authors' protocol" in capsys.readouterr().out
     for direction, real, fake in (("a2b", "testB", "testA"), ("b2a", "testA", "testB")):
         assert main(["evaluate", "--real", str(data / real), "--fake", str(data / fake),
                      "--out", str(tmp_path / f"identity_{direction}"), "--cache-dir",
@@ -48,6 +52,18 @@ def test_trained_model_beats_identity_and_report_is_complete(
         identity = json.loads((tmp_path / f"identity_{direction}" / "metrics.json").read_text())
         assert metrics[direction]["kid_x100_mean"] < identity["metrics"]["kid_x100_mean"]
         assert metrics[direction]["fid"] < identity["metrics"]["fid"]
+        # The authors' FID, by hand: the mean of the translations' FID against the target
+        # domain's test images and against the source domain's (their inputs).
+        by_hand = []
+        for reals in (real, fake):
+            assert main(["evaluate", "--real", str(data / reals), "--fake",
+                         str(report / direction), "--out", str(tmp_path / "by_hand"),
+                         "--cache-dir", str(cache)]) == 0
+            by_hand.append(json.loads((tmp_path / "by_hand" / "metrics.json").read_text())
+                           ["metrics"]["fid"])
+        assert metrics[direction]["fid"] == pytest.approx(by_hand[0], rel=1e-6)
+        assert metrics[direction]["fid_authors"] == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+        assert metrics[direction]["fid_source"] != pytest.approx(by_hand[0], rel=1e-3)
     assert "KID x100" in capsys.readouterr().out
 
     parser = _Images()

@@ -47,10 +47,10 @@ def test_loss_weights_are_the_configs() -> None:
     """Adversarial terms at 1, the cycle at ``train.cycle_weight``, each discriminator's
     least-squares loss (already halved) at 1, the priors and source negatives at theirs."""
     config = TrainConfig(cycle_weight=3.0, source_negative_weight=0.5, mask_area_weight=2.0,
-                         mask_border_weight=0.25)
+                         mask_border_weight=0.25, attention_cycle_weight=0.75)
     assert loss_weights(config) == {"adversarial": 1.0, "cycle": 3.0, "mask_area": 2.0,
                                      "mask_border": 0.25, "discriminator": 1.0,
-                                     "source_negative": 0.5}
+                                     "source_negative": 0.5, "attention_cycle": 0.75}
 
 
 def test_weighted_total_groups_terms_by_kind() -> None:
@@ -94,7 +94,7 @@ def test_area_term_only_with_its_weight() -> None:
         return torch.ones(1)
 
     weights = {"adversarial": 1.0, "cycle": 10.0, "mask_area": 0.0}
-    forward = CycleOutputs(fakes, masks, fakes)
+    forward = CycleOutputs(fakes, masks, fakes, masks)
     assert not any("mask_area" in k for k in generator_losses(
         images, forward, judge, 0.0, weights, 0.2).terms)
     losses = generator_losses(images, forward, judge, 0.0, weights | {"mask_area": 4.0}, 0.2)
@@ -122,7 +122,7 @@ def test_border_term_only_with_its_weight() -> None:
     masks = {d: torch.zeros(1, 1, 10, 10) for d in ("a2b", "b2a")}
     masks["a2b"][..., 0, :] = 1
     fakes = {"a2b": images["b"], "b2a": images["a"]}
-    forward = CycleOutputs(fakes, masks, fakes)
+    forward = CycleOutputs(fakes, masks, fakes, masks)
     weights = {"adversarial": 0.0, "cycle": 0.0, "mask_border": 0.0}
     assert not any("mask_border" in k for k in generator_losses(
         images, forward, lambda x, domain: torch.ones(1), 0.0, weights).terms)
@@ -132,3 +132,20 @@ def test_border_term_only_with_its_weight() -> None:
     assert losses.terms["loss/mask_border_b"] == 0
     assert torch.isclose(losses.total, torch.tensor(3.0 * 10 / 36))
 
+
+
+def test_attention_cycle_term_only_with_its_weight_and_from_its_own_direction() -> None:
+    """loss/attention_cycle_a = mean |A_B(s') - A_A(s)| from a2b's masks, _b from b2a's."""
+    images = {d: torch.zeros(1, 3, 4, 4) for d in "ab"}
+    masks = {"a2b": torch.full((1, 1, 4, 4), 0.2), "b2a": torch.full((1, 1, 4, 4), 0.6)}
+    cycle_masks = {"a2b": torch.full((1, 1, 4, 4), 0.5), "b2a": torch.full((1, 1, 4, 4), 0.7)}
+    fakes = {"a2b": images["b"], "b2a": images["a"]}
+    forward = CycleOutputs(fakes, masks, fakes, cycle_masks)
+    weights = {"adversarial": 0.0, "cycle": 0.0, "attention_cycle": 0.0}
+    judge = lambda x, domain: torch.ones(1)  # noqa: E731
+    assert not any("attention_cycle" in k for k in generator_losses(
+        images, forward, judge, 0.0, weights).terms)
+    losses = generator_losses(images, forward, judge, 0.0, weights | {"attention_cycle": 3.0})
+    assert torch.isclose(losses.terms["loss/attention_cycle_a"], torch.tensor(0.3))
+    assert torch.isclose(losses.terms["loss/attention_cycle_b"], torch.tensor(0.1))
+    assert torch.isclose(losses.total, torch.tensor(3.0 * 0.4))

@@ -99,7 +99,7 @@ def test_reconstruction_uses_the_attention_of_the_translated_image(
     translator = _state(tiny_config).translator
     real = _real()
     with torch.no_grad():
-        fake, mask, cycled = CycleForward(translator)(real["a"], real["b"], True)
+        fake, mask, cycled, _ = CycleForward(translator)(real["a"], real["b"], True)
         attention, generators = translator.attention, translator.generators
         for direction, source, target in (("a2b", "a", "b"), ("b2a", "b", "a")):
             source_mask = attention[source](real[source])
@@ -119,7 +119,7 @@ def test_warm_up_cycle_uses_no_attention(tiny_config: RunConfig) -> None:
     translator = _state(tiny_config).translator
     real = _real()
     with torch.no_grad():
-        fake, mask, cycled = CycleForward(translator)(real["a"], real["b"], False)
+        fake, mask, cycled, _ = CycleForward(translator)(real["a"], real["b"], False)
         generators = translator.generators
         for direction, source, back in (("a2b", "a", "b2a"), ("b2a", "b", "a2b")):
             translated = generators[direction](real[source])
@@ -238,3 +238,63 @@ def test_a_mask_fixed_at_one_gets_no_priors(tiny_config: RunConfig) -> None:
         terms = training_step(state, modules, _real(), phase)
         assert ("loss/mask_area_a" in terms) is expected
         assert ("loss/mask_border_b" in terms) is expected
+
+
+def test_attention_cycle_compares_each_mask_with_the_other_attention_on_its_translation(
+        tiny_config: RunConfig) -> None:
+    """``train.attention_cycle_weight``: the term of domain a is mean |A_B(s') - A_A(s)|, with
+    s' the step's own translation of s; it trains both attention networks, and it is off
+    while the attention does not train (warm-up, after the switch)."""
+    train = dataclasses.replace(tiny_config.train, attention_cycle_weight=2.0, cycle_weight=1.0,
+                                mask_area_weight=0.0, mask_border_weight=0.0)
+    state, real = _state(dataclasses.replace(tiny_config, train=train)), _real()
+    with torch.no_grad():
+        fake_a, mask_a = state.translator(real["a"], "a2b")
+        _, on_fake_a = state.translator(fake_a, "b2a")
+        fake_b, mask_b = state.translator(real["b"], "b2a")
+        _, on_fake_b = state.translator(fake_b, "a2b")
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
+                           loss_weights(train))
+    terms = training_step(state, modules, real, WARMED_UP)
+    expected = {"a": (on_fake_a - mask_a).abs().mean(), "b": (on_fake_b - mask_b).abs().mean()}
+    # The two attentions disagree (_state), so a term of the wrong pair would differ.
+    assert abs(float(expected["a"] - (on_fake_b - mask_a).abs().mean())) > 1e-3
+    for domain in "ab":
+        torch.testing.assert_close(terms[f"loss/attention_cycle_{domain}"], expected[domain],
+                                   rtol=1e-5, atol=1e-6)
+
+    # Its gradient reaches both attention networks (through A_A(s) and through A_B(s')).
+    translator = _state(tiny_config).translator
+    outputs = CycleForward(translator)(real["a"], real["b"], True)
+    (outputs.cycle_mask["a2b"] - outputs.mask["a2b"]).abs().mean().backward()
+    for domain in "ab":
+        assert any(p.grad is not None and p.grad.abs().sum() > 0
+                   for p in translator.attention[domain].parameters())
+
+    for phase in (_switched(0.1), Phase(lr_factor=1, tau=0.0, use_attention=False,
+                                        train_attention=False, normalize_discriminator=True)):
+        modules = step_modules(_state(tiny_config), phase, distributed.Context(),
+                               torch.device("cpu"), train, loss_weights(train))
+        assert "loss/attention_cycle_a" not in training_step(state, modules, real, phase)
+
+
+def test_the_weights_average_follows_each_generator_update(tiny_config: RunConfig) -> None:
+    """``train.translator_ema`` = beta: the first update copies the weights, each later one
+    makes the average beta * average + (1 - beta) * weights; the discriminators have none."""
+    train = dataclasses.replace(tiny_config.train, translator_ema=0.75)
+    state = _state(dataclasses.replace(tiny_config, train=train))
+    real = _real()
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
+                           loss_weights(train))
+    training_step(state, modules, real, WARMED_UP)
+    first = {k: v.clone() for k, v in state.translator.state_dict().items()}
+    assert all(torch.equal(state.inference_translator.state_dict()[k], v)
+               for k, v in first.items())
+    training_step(state, modules, real, WARMED_UP)
+    for key, weights in state.translator.state_dict().items():
+        if weights.is_floating_point():
+            torch.testing.assert_close(state.inference_translator.state_dict()[key],
+                                       0.75 * first[key] + 0.25 * weights)
+    assert state.inference_translator is not state.translator
+    plain = _state(tiny_config)
+    assert plain.translator_ema is None and plain.inference_translator is plain.translator

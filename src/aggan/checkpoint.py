@@ -7,6 +7,8 @@ the file:
 - ``format_version``, ``aggan_version``, ``config`` (the resolved RunConfig as a dict),
   ``schedule`` (its points in steps), ``step``, ``best_kid_x100``;
 - ``translator`` (generators and attention networks), ``discriminators``;
+- with ``train.translator_ema``: ``translator_ema`` (the moving average, what inference uses)
+  and ``translator_ema_updates``;
 - ``optimizer_generators``, ``optimizer_discriminators``, ``scaler_generators``,
   ``scaler_discriminators`` (loss scaling, used in fp16 only);
 - ``pools``: every rank's history pools with their generators' states, keyed by rank.
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from aggan import __version__, distributed
 from aggan.config import RunConfig, from_dict, to_dict
@@ -58,8 +61,22 @@ class TrainState:
     # Loss scaling for fp16, one per optimizer; pass-throughs at other precisions.
     scaler_generators: torch.amp.GradScaler
     scaler_discriminators: torch.amp.GradScaler
+    # The moving average of the translator's weights (train.translator_ema), or None.
+    translator_ema: AveragedModel | None = None
     step: int = 0
     best_kid_x100: float = math.inf
+
+    @property
+    def inference_translator(self) -> Translator:
+        """What samples, monitors and the final metrics show: the average where there is one."""
+        if self.translator_ema is None:
+            return self.translator
+        return self.translator_ema.module  # type: ignore[return-value]
+
+    def update_average(self) -> None:
+        """After a generator update (the first copies the weights)."""
+        if self.translator_ema is not None:
+            self.translator_ema.update_parameters(self.translator)
 
 
 def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> TrainState:
@@ -93,6 +110,9 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
                for i, direction in enumerate(DIRECTIONS)},
         scaler_generators=scaler(),
         scaler_discriminators=scaler(),
+        translator_ema=(AveragedModel(translator, multi_avg_fn=get_ema_multi_avg_fn(
+            config.train.translator_ema), use_buffers=True)
+            if config.train.translator_ema else None),
     )
 
 
@@ -110,7 +130,10 @@ def schedule_dict(schedule: Schedule) -> dict[str, Any]:
 def checkpoint_dict(state: TrainState, config: RunConfig, schedule: Schedule,
                     pools: list[dict[str, Any]]) -> dict[str, Any]:
     """The checkpoint; ``pools`` holds every rank's pools, in rank order."""
-    return {
+    average = {} if state.translator_ema is None else {
+        "translator_ema": state.translator_ema.module.state_dict(),
+        "translator_ema_updates": int(state.translator_ema.n_averaged)}
+    return average | {
         "best_kid_x100": state.best_kid_x100,
         "format_version": FORMAT_VERSION,
         "aggan_version": __version__,
@@ -254,6 +277,11 @@ def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
     more processes than it was saved from starts the extra ranks' pools empty)."""
     load_state(state.translator, saved["translator"], path, "networks")
     load_state(state.discriminators, saved["discriminators"], path, "discriminators")
+    if state.translator_ema is not None and "translator_ema" in saved:
+        load_state(state.translator_ema.module, saved["translator_ema"], path,
+                   "averaged networks")
+        state.translator_ema.n_averaged.fill_(int(saved["translator_ema_updates"]))
+    # (A run that turns the average on at a resume starts it from the weights it resumes.)
     try:
         state.optimizer_generators.load_state_dict(saved["optimizer_generators"])
         state.optimizer_discriminators.load_state_dict(saved["optimizer_discriminators"])
@@ -270,6 +298,12 @@ def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
     state.best_kid_x100 = float(saved.get("best_kid_x100", math.inf))
 
 
+def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The translator weights a checkpoint translates with: the moving average where the run
+    kept one (``train.translator_ema``), else the trained weights."""
+    return state.get("translator_ema") or state["translator"]
+
+
 def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunConfig, bool]:
     """The translator of a checkpoint (file or run folder), ready for inference.
 
@@ -282,7 +316,7 @@ def load_translator(path: Path, device: torch.device) -> tuple[Translator, RunCo
     state = load_checkpoint(path)
     config = config_of(state, path)
     translator = Translator(config.model)
-    load_state(translator, state["translator"], path, "networks")
+    load_state(translator, inference_weights(state), path, "networks")
     use_attention = schedule_of(state).phase(state["step"]).use_attention
     # Channels-last: 1.2x (256 px) to 1.3x (1024 x 768) the images/s of NCHW on CPU
     # (benchmarks/README.md).

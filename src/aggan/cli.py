@@ -249,6 +249,9 @@ def _add_evaluate(subparsers: Any) -> None:
                         help="where features of real image sets are cached (default: "
                         "$XDG_CACHE_HOME/aggan, else ~/.cache/aggan)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--no-placement", action="store_true",
+                        help="skip the mask placement (an occlusion test with a probe fit on the "
+                        "data's training images: about five Inception passes per test image)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     _add_rendering(parser)
     parser.set_defaults(run=_run_evaluate)
@@ -412,7 +415,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(args.model, args.data, parse_directions(args.direction),
                                  out_dir=args.out, device=device, inception=inception,
                                  cache_dir=cache_dir, scale=scale,
-                                 mask_threshold=args.mask_threshold)
+                                 mask_threshold=args.mask_threshold,
+                                 measure_placement=not args.no_placement)
     print(format_report(report))
     if args.out is not None:
         print(f"report: {args.out / 'index.html'}")

@@ -182,6 +182,16 @@ class TrainConfig:
     # of 33.8 dB): the synthetic demo config sets 0.05. 0: off (released code).
     mask_area_weight: float = 10.0
     mask_area_min: float = 0.1
+    # Attention-cycle consistency, weight x mean |A_T(s') - A_S(s)| while the attention trains
+    # (Chen et al. 2018): the other attention, looking at the translation, should find the
+    # region that was translated, which penalises a mask that moves between an image and its
+    # translation. 0: off (released code).
+    attention_cycle_weight: float = 0.0
+    # Decay of an exponential moving average of the translator's weights (generators and
+    # attention), updated after every generator update; samples, the monitors, the final
+    # metrics, evaluate, translate and export use the average, since the adversarial game makes
+    # the raw weights oscillate (StarGAN v2: 0.999). 0: off, the raw weights (released code).
+    translator_ema: float = 0.0
     steps: int | None = None  # run length in steps; overrides epochs
     decay_start_step: int | None = None
     switch_step: int | None = None
@@ -197,6 +207,12 @@ class TrainConfig:
     # metrics.jsonl; the checkpoint with the best mean KID is kept as checkpoints/best.pt.
     kid_every_steps: int = 0
     kid_images: int = 50  # test images per direction for that KID
+    # Mask placement (aggan.metrics.placement: where the masks sit, with no labels) of this many
+    # test images per direction at every sample step after the warm-up, to metrics.jsonl and
+    # TensorBoard; 0: off. Photo folders only (the synthetic scenes have ground truth). Fits a
+    # probe on training images' Inception features at the start (about a minute on a CPU, then
+    # cached) and costs five Inception passes per image.
+    placement_images: int = 8
     # How long a distributed collective waits for a process that died or hangs before the job
     # fails (instead of hanging for ever).
     distributed_timeout_s: float = 600.0
@@ -227,15 +243,21 @@ class TrainConfig:
             raise AgganError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.tau <= 1:
             raise AgganError(f"train.tau must be in [0, 1], got {self.tau}")
+        if self.placement_images < 0:
+            raise AgganError(f"train.placement_images must be 0 or more, got "
+                             f"{self.placement_images}")
         if self.kid_every_steps < 0 or self.kid_images < 2:
             raise AgganError("train.kid_every_steps must be 0 or more and train.kid_images at "
                              "least 2")
-        for name in ("source_negative_weight", "mask_area_weight", "mask_border_weight"):
+        for name in ("source_negative_weight", "mask_area_weight", "mask_border_weight",
+                     "attention_cycle_weight"):
             if getattr(self, name) < 0:
                 raise AgganError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
         if not 0 <= self.attention_cycle_gradient <= 1:
             raise AgganError(f"train.attention_cycle_gradient must be in [0, 1], got "
                              f"{self.attention_cycle_gradient}")
+        if not 0 <= self.translator_ema < 1:
+            raise AgganError(f"train.translator_ema must be in [0, 1), got {self.translator_ema}")
         if not 0 <= self.mask_area_min < 1:
             raise AgganError(f"train.mask_area_min must be in [0, 1), got {self.mask_area_min}")
         if self.pool_size < 0:

@@ -24,9 +24,16 @@ from aggan.config import DataConfig
 from aggan.data import ground_truth, open_test_domain
 from aggan.errors import AgganError
 from aggan.images import atomic_write, list_images, read_image, write_json, write_png
-from aggan.metrics.fid_kid import cached_features, domain_identity, fid_kid, files_identity
+from aggan.metrics.fid_kid import (
+    cached_features,
+    domain_identity,
+    fid_kid,
+    files_identity,
+    frechet_distance,
+)
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
+from aggan.metrics.placement import PROBE_IMAGES, DomainProbe, placement, training_probe
 from aggan.metrics.table import metric_columns, metrics_table
 from aggan.model_folder import load_for_inference
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
@@ -53,26 +60,27 @@ class DirectionResult:
 
 def evaluate_direction(translator: Translator, data: DataConfig, direction: Direction, *,
                        inception: InceptionFeatures, use_attention: bool,
-                       out_dir: Path | None, cache_dir: Path | None,
-                       scale: Scale = "train", mask_threshold: float | None = None
-                       ) -> DirectionResult:
+                       real_features: dict[str, Tensor], probe: DomainProbe | None,
+                       out_dir: Path | None, scale: Scale = "train",
+                       mask_threshold: float | None = None) -> DirectionResult:
+    """Translates every test image of the source domain and scores the translations.
+
+    Args:
+        real_features: Inception features of both domains' test images, by domain.
+        probe: the domain probe that scores where the masks sit (None: not measured).
+    """
     source, target = source_domain(direction), target_domain(direction)
     inputs = open_test_domain(data, source)
-    reals = open_test_domain(data, target)
-    if inputs is None or reals is None:
-        raise AgganError(f"--data {data.root}: evaluation needs test{source.upper()}/ and "
-                         f"test{target.upper()}/")
-    real_features = cached_features(
-        domain_identity(reals, data, "test", target), len(reals), inception.sha1, cache_dir,
-        lambda: inception.extract(reals.load(i) for i in range(len(reals))))
-
-    fake_images, rows = [], []
+    assert inputs is not None  # evaluate_checkpoint checked both test folders
+    input_images, fake_images, masks, rows = [], [], [], []
     for index in range(len(inputs)):
         image = inputs.load(index)
         translated, mask = translate_tensor(translator, image[None], direction, use_attention,
                                             scale_px=scale_px(scale, data.size_px),
                                             mask_threshold=mask_threshold)
+        input_images.append(image)
         fake_images.append(translated[0])
+        masks.append(mask[0])
         if out_dir is not None:
             name = inputs.name(index)
             files = {"input": f"{direction}/inputs/{name}.png",
@@ -85,8 +93,13 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
             write_png(overlay(image, mask[0]), out_dir / files["overlay"])
             rows.append({"name": name, **files})
     fake_features = inception.extract(iter(fake_images))
-    scores = fid_kid(real_features, fake_features)
-    metrics: dict[str, Any] = dataclasses.asdict(scores)
+    metrics: dict[str, Any] = dataclasses.asdict(fid_kid(real_features[target], fake_features))
+    metrics["fid_source"] = frechet_distance(real_features[source], fake_features)
+    metrics["fid_authors"] = (metrics["fid"] + metrics["fid_source"]) / 2
+    if use_attention:
+        metrics["mean_mask"] = sum(float(m.float().mean()) for m in masks) / len(masks) / 255
+        if probe is not None:
+            metrics |= placement(probe, inception, input_images, masks, source).summary()
     items = ground_truth(data, source)
     if items is not None:
         metrics["ground_truth"] = ground_truth_metrics(
@@ -95,12 +108,43 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
     return DirectionResult(direction, metrics, rows)
 
 
+def test_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None
+                  ) -> dict[str, Tensor]:
+    """Inception features of both domains' test images (cached): each is the target of one
+    direction and, for the authors' FID, the source of the other."""
+    features = {}
+    for domain in ("a", "b"):
+        images = open_test_domain(data, domain)
+        if images is None:
+            raise AgganError(f"--data {data.root}: evaluation needs testA/ and testB/")
+        features[domain] = cached_features(
+            domain_identity(images, data, "test", domain), len(images), inception.sha1,
+            cache_dir, lambda images=images: inception.extract(
+                images.load(i) for i in range(len(images))))
+    return features
+
+
+def placement_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None
+                    ) -> tuple[DomainProbe | None, dict[str, Any]]:
+    """The probe for the mask placement, fit on the data's training images, and what the report
+    says of it; without training images (or too few) placement is not measured, and it says
+    why."""
+    try:
+        probe = training_probe(data, inception, cache_dir)
+    except AgganError as error:
+        logger.warning("mask placement not measured: %s", error)
+        return None, {"measured": False, "why": str(error)}
+    return probe, {"measured": True, "probe_images_per_domain": PROBE_IMAGES,
+                   "probe_l2_penalty": probe.penalty,
+                   "probe_heldout_accuracy": probe.heldout_accuracy}
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
                         directions: tuple[Direction, ...], *,
                         out_dir: Path | None, device: torch.device,
                         inception: InceptionFeatures, cache_dir: Path | None,
-                        scale: Scale = "train", mask_threshold: float | None = None
-                        ) -> dict[str, Any]:
+                        scale: Scale = "train", mask_threshold: float | None = None,
+                        measure_placement: bool = True) -> dict[str, Any]:
     """Scores a checkpoint on the test split of ``data_root`` (a folder, or ``synthetic`` for
     the built-in scenes the run was configured with; None: the data the run trained on).
     Returns what ``metrics.json`` holds."""
@@ -108,12 +152,19 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
     translator, config, use_attention = load_for_inference(checkpoint, device)
     data = dataclasses.replace(config.data, root=data_root or config.data.root)
     data_root = data.root
+    real_features = test_features(data, inception, cache_dir)
+    probe, placement_info = None, {"measured": False, "why": "--no-placement"}
+    if not use_attention:
+        placement_info["why"] = "the model has no attention (its mask is 1 everywhere)"
+    elif measure_placement:
+        probe, placement_info = placement_probe(data, inception, cache_dir)
     results = [evaluate_direction(translator, data, direction, inception=inception,
-                                  use_attention=use_attention, out_dir=out_dir,
-                                  cache_dir=cache_dir, scale=scale,
+                                  use_attention=use_attention, real_features=real_features,
+                                  probe=probe, out_dir=out_dir, scale=scale,
                                   mask_threshold=mask_threshold)
                for direction in directions]
     report = {"checkpoint": str(checkpoint), "data": data_root, "variant": config.model.variant,
+              "placement": placement_info,
               "directions": {r.direction: r.metrics for r in results}}
     if out_dir is not None:
         write_report(out_dir, report, results)

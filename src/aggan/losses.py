@@ -59,6 +59,12 @@ def mask_border_loss(mask: Tensor, band: float = 0.1) -> Tensor:
     return (mask * border).sum() / (border.sum())
 
 
+def attention_cycle_loss(cycle_mask: Tensor, mask: Tensor) -> Tensor:
+    """mean |A_T(s') - A_S(s)|: the other domain's attention on the translation should find the
+    region that was translated (Chen et al. 2018, Attention-GAN for object transfiguration)."""
+    return torch.mean(torch.abs(cycle_mask - mask))
+
+
 def cycle_loss(cycled: Tensor, original: Tensor) -> Tensor:
     """mean |s - s''| for one direction."""
     return torch.mean(torch.abs(cycled - original))
@@ -68,7 +74,8 @@ def loss_weights(config: TrainConfig) -> dict[str, float]:
     """The weight of each kind of term; the generators' and the discriminators' together."""
     return {"adversarial": 1.0, "cycle": config.cycle_weight, "mask_area": config.mask_area_weight,
             "mask_border": config.mask_border_weight, "discriminator": 1.0,
-            "source_negative": config.source_negative_weight}
+            "source_negative": config.source_negative_weight,
+            "attention_cycle": config.attention_cycle_weight}
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,9 @@ def generator_losses(real: dict[str, Tensor], forward: CycleOutputs,
             terms[f"loss/mask_area_{source_domain(d)}"] = mask_area_loss(mask[d], mask_area_min)
         if weights.get("mask_border"):
             terms[f"loss/mask_border_{source_domain(d)}"] = mask_border_loss(mask[d])
+        if weights.get("attention_cycle"):
+            terms[f"loss/attention_cycle_{source_domain(d)}"] = attention_cycle_loss(
+                forward.cycle_mask[d], mask[d])
     return _weighted(terms, weights)
 
 

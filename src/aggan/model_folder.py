@@ -28,6 +28,7 @@ from torch import Tensor
 from aggan import __version__
 from aggan.checkpoint import (
     config_of,
+    inference_weights,
     load_checkpoint,
     load_translator,
     resolve_checkpoint,
@@ -144,7 +145,7 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
     if out_dir.exists() and any(out_dir.iterdir()) and not is_model_folder(out_dir):
         raise AgganError(f"--out {out_dir} exists and is not a model folder; choose another")
     translator = Translator(config.model)
-    translator.load_state_dict(state["translator"])
+    translator.load_state_dict(inference_weights(state))
     translator.to(device or torch.device("cpu")).eval()
 
     images, checked_on = _check_images(config)

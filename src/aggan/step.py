@@ -38,11 +38,12 @@ from aggan.schedule import Phase
 
 
 class CycleOutputs(NamedTuple):
-    """Per direction: s', A_S(s) and s''."""
+    """Per direction: s', A_S(s), s'' and A_T(s') (the other attention on the translation)."""
 
     fake: dict[str, Tensor]
     mask: dict[str, Tensor]
     cycled: dict[str, Tensor]
+    cycle_mask: dict[str, Tensor]
 
 
 class CycleForward(nn.Module):
@@ -73,7 +74,7 @@ class CycleForward(nn.Module):
 
     def forward(self, real_a: Tensor, real_b: Tensor, use_attention: bool) -> CycleOutputs:
         real = {"a": real_a, "b": real_b}
-        out = CycleOutputs({}, {}, {})
+        out = CycleOutputs({}, {}, {}, {})
         for direction in DIRECTIONS:
             source = real[source_domain(direction)]
             translated, mask = self.translator.parts(source, direction, use_attention)
@@ -81,6 +82,7 @@ class CycleForward(nn.Module):
             there = composite(self._cycle_mask(mask), translated, source)
             back, back_mask = self.translator.parts(there, reverse(direction), use_attention)
             out.cycled[direction] = composite(self._cycle_mask(back_mask), back, there)
+            out.cycle_mask[direction] = back_mask
         return out
 
 
@@ -137,6 +139,8 @@ def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
         cycle, scores, judge = (torch.compile(module) for module in (cycle, scores, judge))
     if not phase.use_attention:  # a mask fixed at 1: its priors are constants, not losses
         loss_weights = {**loss_weights, "mask_area": 0.0, "mask_border": 0.0}
+    if not phase.train_attention:  # a frozen attention: the term would train the generators
+        loss_weights = {**loss_weights, "attention_cycle": 0.0}
     return StepModules(cycle, scores, judge,
                        [p for p in state.discriminators.parameters() if p.requires_grad],
                        modules_phase(phase), autocast(config.precision, device), loss_weights,
@@ -194,6 +198,7 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
             lambda images, domain: modules.judge(images, domain, phase.normalize_discriminator),
             phase.tau, modules.loss_weights, modules.mask_area_min)
     _update(generator, state.optimizer_generators, state.scaler_generators)
+    state.update_average()
 
     # Discriminators: real, fake (and source) images go through in one batch (instance norm is
     # per image, so this changes nothing but the speed).

@@ -37,8 +37,8 @@ from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
 from aggan.images import prepare_output_dir
 from aggan.losses import loss_weights
-from aggan.metrics.monitor import SELECTION_KEY, training_monitor
-from aggan.networks import Discriminators, Translator
+from aggan.metrics.monitor import SELECTION_KEY, placement_monitor, training_monitor
+from aggan.networks import DIRECTIONS, Discriminators, Translator
 from aggan.run_folder import (
     SAMPLE_IMAGES,
     CollapseWatch,
@@ -104,6 +104,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     # Rows after the start step are from a run killed before it saved them: dropped.
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
+    placement = placement_monitor(config, device) if main else None
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
                              workers=config.data.workers, pin_memory=device.type == "cuda",
@@ -178,11 +179,20 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 sample_now = (state.step % config.train.sample_every_steps == 0
                               or state.step == end_step)
                 if sample_now and tracker is not None:
-                    write_samples(tracker, state.translator, samples, state.step, phase)
+                    write_samples(tracker, state.inference_translator, samples, state.step,
+                                  phase)
+                    if placement is not None and phase.use_attention:
+                        values = placement.measure(state.inference_translator)
+                        tracker.scalars(state.step, values, stream="metrics")
+                        logger.info("step %d: mask placement %s", state.step, ", ".join(
+                            f"{d} {values[f'placement/nats_{d}']:+.3f} nats "
+                            f"({values[f'placement/hit_rate_{d}']:.0%} above chance)"
+                            for d in DIRECTIONS))
                 if config.train.kid_every_steps and state.step % config.train.kid_every_steps == 0:
                     improved = False
                     if monitor is not None and tracker is not None:
-                        values = monitor.measure(state.translator, phase.use_attention)
+                        values = monitor.measure(state.inference_translator,
+                                                 phase.use_attention)
                         tracker.scalars(state.step, values, stream="metrics")
                         improved = values[SELECTION_KEY] < state.best_kid_x100
                         if improved:
@@ -208,8 +218,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     # --- Done: galleries and, where the data has ground truth, the final metrics.
     metrics: dict[str, dict[str, Any]] = {}
     if main and state.step == schedule.total_steps:
-        metrics = finish_run(run_dir, config, state.translator, schedule.phase(state.step),
-                             device)
+        metrics = finish_run(run_dir, config, state.inference_translator,
+                             schedule.phase(state.step), device)
     return TrainResult(checkpoint=latest, step=state.step, metrics=metrics,
                        translator=state.translator, discriminators=state.discriminators,
                        interrupted=(interrupt["signal"] or "SIGINT") if stop else None)

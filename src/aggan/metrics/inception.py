@@ -72,6 +72,7 @@ class InceptionFeatures(nn.Module):
         path = path or default_inception_path()
         if not path.is_file():
             raise AgganError(f"--inception: {path} does not exist")
+        self.path = path
         self.sha1 = file_hexdigest(path, "sha1", for_security=False)
         if self.sha1 != STANDARD_SHA1:
             logger.warning("%s is not the standard FID Inception file (SHA-1 %s, expected %s): "

@@ -1,24 +1,35 @@
-"""Metrics during training: the monitored metrics of ``metrics.table`` on a fixed subset of test
-images, every ``train.kid_every_steps`` steps, to pick the best step of a run."""
+"""Metrics during training, on fixed subsets of test images: the monitored metrics of
+``metrics.table`` every ``train.kid_every_steps`` steps, to pick the best step of a run; and the
+mask placement (``metrics.placement``) at every sample step, so that a run shows where its masks
+are while it trains."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from aggan.config import RunConfig
-from aggan.data import open_test_domain
+from aggan.config import VARIANTS, RunConfig
+from aggan.data import open_domain, open_test_domain
 from aggan.errors import AgganError
-from aggan.metrics.fid_kid import fid_kid
+from aggan.metrics.fid_kid import default_cache_dir, fid_kid
 from aggan.metrics.inception import InceptionFeatures
+from aggan.metrics.placement import placement, training_probe
 from aggan.metrics.table import MONITORED
 from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
 from aggan.translate import translate_tensor
 
+logger = logging.getLogger(__name__)
+
 SELECTION_KEY = "metrics/kid_x100_mean"  # KID x100 averaged over both directions: lower is better
+
+
+def _inception(config: RunConfig, device: torch.device) -> InceptionFeatures:
+    return InceptionFeatures(Path(config.train.inception) if config.train.inception else None,
+                             device)
 
 
 class TrainingMonitor:
@@ -26,8 +37,7 @@ class TrainingMonitor:
     the same ``count`` source images (whole, at their size) and extracts their features."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
-        self.inception = InceptionFeatures(
-            Path(config.train.inception) if config.train.inception else None, device)
+        self.inception = _inception(config, device)
         count = config.train.kid_images
         self.inputs: dict[Direction, list[Tensor]] = {}
         self.real_features: dict[Direction, Tensor] = {}
@@ -58,3 +68,49 @@ class TrainingMonitor:
 def training_monitor(config: RunConfig, device: torch.device) -> TrainingMonitor | None:
     """The monitor where ``train.kid_every_steps`` asks for one (it needs the Inception)."""
     return TrainingMonitor(config, device) if config.train.kid_every_steps else None
+
+
+class PlacementMonitor:
+    """The mask placement of the first ``train.placement_images`` test images of each domain (the
+    training images where there is no test folder), translated as ``aggan evaluate`` does (at
+    the training scale). The probe is fit once, on the training images (features cached)."""
+
+    def __init__(self, config: RunConfig, device: torch.device) -> None:
+        self.inception = _inception(config, device)
+        self.probe = training_probe(config.data, self.inception, default_cache_dir())
+        self.size_px = config.data.size_px
+        self.inputs: dict[Direction, list[Tensor]] = {}
+        for direction in DIRECTIONS:
+            domain = source_domain(direction)
+            images = (open_test_domain(config.data, domain)
+                      or open_domain(config.data, "train", domain))
+            count = min(config.train.placement_images, len(images))
+            self.inputs[direction] = [images.load(i) for i in range(count)]
+
+    def measure(self, translator: Translator) -> dict[str, float]:
+        """``placement/nats_<direction>`` and ``placement/hit_rate_<direction>``."""
+        values = {}
+        for direction in DIRECTIONS:
+            masks = [translate_tensor(translator, image[None], direction, True,
+                                      scale_px=self.size_px)[1][0]
+                     for image in self.inputs[direction]]
+            summary = placement(self.probe, self.inception, self.inputs[direction], masks,
+                                source_domain(direction)).summary()
+            values[f"placement/nats_{direction}"] = summary["placement_nats"]
+            values[f"placement/hit_rate_{direction}"] = summary["placement_hit_rate"]
+        return values
+
+
+def placement_monitor(config: RunConfig, device: torch.device) -> PlacementMonitor | None:
+    """The placement monitor where ``train.placement_images`` asks for one, the variant has
+    attention and the data are photos (the synthetic scenes have ground truth instead: mask IoU
+    in the run's metrics.json). It needs the FID Inception and enough training images for the
+    probe: without them the run trains on, and says once that placement is not logged."""
+    if (not config.train.placement_images or not VARIANTS[config.model.variant].attention
+            or config.data.root == "synthetic"):
+        return None
+    try:
+        return PlacementMonitor(config, device)
+    except AgganError as error:
+        logger.warning("mask placement is not logged (train.placement_images): %s", error)
+        return None

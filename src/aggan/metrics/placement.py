@@ -125,9 +125,12 @@ def training_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Pa
                    images_per_domain: int = PROBE_IMAGES) -> DomainProbe:
     """The probe fit on up to ``images_per_domain`` training images of each domain of ``data``
     (a seeded draw; their features cached like the test sets')."""
+    images_by_domain = {domain: open_domain(data, "train", domain) for domain in ("a", "b")}
+    if min(len(images) for images in images_by_domain.values()) < MIN_PROBE_IMAGES:
+        raise AgganError(f"the placement probe needs at least {MIN_PROBE_IMAGES} training "
+                         f"images per domain in {data.root}")
     features = {}
-    for domain in ("a", "b"):
-        images = open_domain(data, "train", domain)
+    for domain, images in images_by_domain.items():
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SEED))
         chosen = sorted(order[:images_per_domain].tolist())
         features[domain] = cached_features(

@@ -2,8 +2,8 @@
 
 The evaluate report, the console tables of ``train`` and ``evaluate`` and the KID monitor
 during training all read this table; a new metric is one row here and its computation where
-its ``source`` is computed (``fid_kid`` for ``inception``, ``groundtruth`` for
-``ground_truth``).
+its ``source`` is computed (``fid_kid`` for ``inception``, ``placement`` for ``placement``,
+``groundtruth`` for ``ground_truth``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class Metric:
     key: str  # in one direction's metrics (metrics.json)
     label: str
     show: Callable[[Mapping[str, Any]], str]  # the value as text, from one direction's metrics
-    source: Literal["inception", "ground_truth"]
+    source: Literal["inception", "placement", "ground_truth"]
     monitor: bool = False  # also measured during training (train.kid_every_steps)
 
 
@@ -29,10 +29,21 @@ def _number(key: str, spec: str, unit: str = "") -> Callable[[Mapping[str, Any]]
 METRICS: tuple[Metric, ...] = (
     Metric("fid", "FID", lambda m: f"{m['fid']:.2f} ({m['real_images']} real, "
                                    f"{m['fake_images']} translated)", "inception"),
+    # The first author's protocol (the released repository's issue #3): the mean of the FID
+    # against the target domain's test images and against the source domain's.
+    Metric("fid_authors", "FID, authors' protocol",
+           lambda m: f"{m['fid_authors']:.2f} (mean of {m['fid']:.2f} and {m['fid_source']:.2f} "
+                     f"against the source domain)", "inception"),
     Metric("kid_x100_mean", "KID x100",
            lambda m: f"{m['kid_x100_mean']:.2f} ± {m['kid_x100_std']:.2f} "
                      f"({m['kid_subsets']} subsets of {m['kid_subset_size']})",
            "inception", monitor=True),
+    Metric("placement_nats", "mask placement",
+           lambda m: f"{m['placement_nats']:+.3f} ± {m['placement_nats_stderr']:.3f} nats, "
+                     f"{m['placement_hit_rate']:.0%} of {m['placement_images']} photos above "
+                     "chance",
+           "placement"),
+    Metric("mean_mask", "mean mask", _number("mean_mask", ".3f"), "placement"),
     Metric("mask_iou", "mask IoU", _number("mask_iou", ".3f"), "ground_truth"),
     Metric("background_psnr_db", "background PSNR", _number("background_psnr_db", ".2f", " dB"),
            "ground_truth"),
@@ -55,7 +66,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     truth = metrics.get("ground_truth", metrics)
     rows = []
     for metric in METRICS:
-        values = metrics if metric.source == "inception" else truth
+        values = truth if metric.source == "ground_truth" else metrics
         if metric.key in values:
             rows.append((metric.label, metric.show(values)))
     return rows
