@@ -10,7 +10,9 @@ three label-free measures:
 - ``centred blob``: a centred disk of the mask's area.
 The measures:
 - ``occlusion``: ``aggan.metrics.placement`` (nats of domain evidence the mask hides beyond the
-  same shape elsewhere; a probe on the training photos' Inception features), with its hit rate;
+  same shape elsewhere; a probe on the training photos' Inception features), with its hit rate
+  and, photo by photo, the model's score minus the candidate's (mean +- standard error, and the
+  share of photos where the model's masks score higher);
 - ``cycle``: agreement of the attention across the cycle, 1 - mean |A_T(x') - m| where
   x' = m * F(x) + (1 - m) * x is the photo translated under the candidate mask;
 - ``edges``: the mean Sobel gradient magnitude of the photo under the mask over the photo's mean.
@@ -113,27 +115,37 @@ def main() -> None:
         photos = test_photos(args.data, source, size)
         with torch.no_grad():
             generated, masks = translator.parts(to_float(photos), direction, use_attention)
+        per_photo: dict[str, Tensor] = {}
         for name, candidate in CANDIDATES.items():
             chosen = candidate(masks.float()).clamp(0, 1)
-            scores = placement(probe, inception, list(photos), list(chosen), source).summary()
+            measured = placement(probe, inception, list(photos), list(chosen), source)
+            per_photo[name] = measured.scores
+            model_minus = per_photo["model"] - measured.scores
             row = {"direction": direction, "candidate": name,
-                   "mean_mask": float(chosen.mean()), **scores,
+                   "mean_mask": float(chosen.mean()), **measured.summary(),
+                   "model_minus_this_nats": float(model_minus.mean()),
+                   "model_minus_this_stderr": float(model_minus.std()) / len(photos) ** 0.5,
+                   "model_higher_share": float((model_minus > 0).float().mean()),
+                   "scores": measured.scores.tolist(),
                    "cycle_agreement": cycle_agreement(translator, photos, chosen, direction,
                                                       generated),
                    "edge_ratio": edge_ratio(photos, chosen)}
             results["rows"].append(row)
-            print(json.dumps(row), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k != "scores"}), flush=True)
 
     print(f"\n{args.model} on the test photos at {size} px; probe: L2 {probe.penalty:g}, held-out "
           f"accuracy {probe.heldout_accuracy:.3f}")
-    print("| direction | candidate | mean mask | occlusion (nats) | hit rate | cycle agreement "
-          "| edge ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| direction | candidate | mean mask | occlusion (nats) | hit rate | model minus this, "
+          "per photo (nats) | model higher | cycle agreement | edge ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results["rows"]:
+        paired = ("" if row["candidate"] == "model" else
+                  f"{row['model_minus_this_nats']:+.3f} +- {row['model_minus_this_stderr']:.3f}")
+        higher = "" if row["candidate"] == "model" else f"{row['model_higher_share']:.0%}"
         print(f"| {row['direction']} | {row['candidate']} | {row['mean_mask']:.3f} | "
               f"{row['placement_nats']:+.3f} +- {row['placement_nats_stderr']:.3f} | "
-              f"{row['placement_hit_rate']:.2f} | {row['cycle_agreement']:.3f} | "
-              f"{row['edge_ratio']:.2f} |")
+              f"{row['placement_hit_rate']:.2f} | {paired} | {higher} | "
+              f"{row['cycle_agreement']:.3f} | {row['edge_ratio']:.2f} |")
     if args.json:
         write_json(args.json, results)
 

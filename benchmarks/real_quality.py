@@ -3,9 +3,12 @@
 On horse2zebra's test photos resized to the model's scale (``--size``, default the aggan
 model's training size), per direction and method:
 - KID x100 (mean +- std over 100 subsets) and FID against the real test photos of the target
-  domain, resized the same way;
+  domain, resized the same way; the authors' FID (the mean of that FID and the FID against the
+  source domain's test photos, the first author's protocol);
 - locality without ground truth: the share of pixels changed by more than 8/255 in any channel,
-  the mean absolute change (in 8-bit levels), and for aggan the mean mask;
+  the mean absolute change (in 8-bit levels), and for aggan the mean mask and where it sits
+  (``aggan.metrics.placement``: nats of domain evidence the mask hides beyond the same shape
+  elsewhere, with a probe fit on the training photos);
 - a gallery: input | mask | aggan | cyclegan for ``--gallery-rows`` test photos per direction.
 Prints a table and a final JSON line; ``--json`` writes the results.
 
@@ -26,10 +29,12 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchvision.utils import make_grid
 
+from aggan.config import DataConfig
 from aggan.data import FolderDomain
 from aggan.images import write_json, write_png
-from aggan.metrics.fid_kid import fid_kid
+from aggan.metrics.fid_kid import default_cache_dir, fid_kid, frechet_distance
 from aggan.metrics.inception import InceptionFeatures
+from aggan.metrics.placement import placement, training_probe
 from aggan.model_folder import load_for_inference
 from aggan.networks import DIRECTIONS, Direction, source_domain, target_domain
 from aggan.translate import translate_tensor
@@ -88,6 +93,7 @@ def main() -> None:
     photos = {domain: test_photos(args.data, domain, size) for domain in ("a", "b")}
     inception = InceptionFeatures()
     real_features = {domain: inception.extract(photos[domain]) for domain in photos}
+    probe = training_probe(DataConfig(root=str(args.data)), inception, default_cache_dir())
     methods = {"identity": None, "aggan": args.aggan, "cyclegan": args.cyclegan}
     results: dict[str, Any] = {"size": size, "aggan": args.aggan, "cyclegan": args.cyclegan,
                                "rows": []}
@@ -98,14 +104,19 @@ def main() -> None:
             if method == "cyclegan" and source is None:
                 continue
             outputs[method], masks = translate_all(source, inputs, direction)
-            scores = fid_kid(real_features[target_domain(direction)],
-                             inception.extract(outputs[method]))
+            fake_features = inception.extract(outputs[method])
+            scores = fid_kid(real_features[target_domain(direction)], fake_features)
+            fid_source = frechet_distance(real_features[source_domain(direction)],
+                                          fake_features)
             row = {"direction": direction, "method": method, "fid": scores.fid,
+                   "fid_authors": (scores.fid + fid_source) / 2,
                    "kid_x100_mean": scores.kid_x100_mean, "kid_x100_std": scores.kid_x100_std,
                    "images": len(inputs), "real_images": scores.real_images,
                    **locality(inputs, outputs[method])}
             if method == "aggan" and masks is not None:
                 row["mean_mask"] = float(masks.float().mean() / 255)
+                row |= placement(probe, inception, list(inputs), list(masks),
+                                 source_domain(direction)).summary()
                 aggan_masks = masks
             results["rows"].append(row)
         if args.gallery:
@@ -115,13 +126,17 @@ def main() -> None:
                       args.gallery.parent / f"{args.gallery.name}_{direction}.png")
 
     print(f"horse2zebra test photos at {size} px")
-    print("| direction | method | KID x100 | FID | changed > 8/255 | mean abs change | mean mask |")
-    print("|---|---|---|---|---|---|---|")
+    print("| direction | method | KID x100 | FID | authors' FID | changed > 8/255 | "
+          "mean abs change | mean mask | placement (nats) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results["rows"]:
         mask = f"{row['mean_mask']:.3f}" if "mean_mask" in row else ""
+        where = (f"{row['placement_nats']:+.2f} +- {row['placement_nats_stderr']:.2f} "
+                 f"({row['placement_hit_rate']:.0%})" if "placement_nats" in row else "")
         print(f"| {row['direction']} | {row['method']} | {row['kid_x100_mean']:.2f} +- "
-              f"{row['kid_x100_std']:.2f} | {row['fid']:.1f} | {row['changed_share']:.3f} | "
-              f"{row['mean_abs_change_levels']:.2f} | {mask} |")
+              f"{row['kid_x100_std']:.2f} | {row['fid']:.1f} | {row['fid_authors']:.1f} | "
+              f"{row['changed_share']:.3f} | {row['mean_abs_change_levels']:.2f} | {mask} | "
+              f"{where} |")
     if args.json:
         write_json(args.json, results)
     print(json.dumps(results))
