@@ -13,10 +13,13 @@ from aggan.data import (
     UnpairedTrainingSet,
     augment,
     ground_truth,
+    monitored_domain,
     open_domain,
+    split_training,
     training_loader,
 )
 from aggan.errors import AgganError
+from aggan.images import read_image
 from aggan.synthetic import write_dataset
 
 
@@ -92,3 +95,27 @@ def test_ground_truth_from_written_synthetic_matches_generated(tmp_path: Path) -
         assert torch.equal(disk.image, live.image) and torch.equal(disk.truth, live.truth)
         assert torch.equal(disk.mask, live.mask)
     assert ground_truth(DataConfig(root=str(tmp_path / "nowhere"), size_px=32), "a") is None
+
+
+def test_validation_images_are_held_out_of_training(image_folder_factory) -> None:
+    """data.validation_images: a seeded draw of training images per domain that training never
+    sees and the monitors measure on; the same draw every time; too many is one line."""
+    root = image_folder_factory(count=7)
+    config = DataConfig(root=str(root), size_px=32, validation_images=3)
+    for domain in "ab":
+        kept, held = split_training(config, domain)
+        assert held is not None and (len(kept), len(held)) == (4, 3)
+        names = {kept.name(i) for i in range(len(kept))}
+        held_names = {held.name(i) for i in range(len(held))}
+        assert not names & held_names and len(names | held_names) == 7
+        assert torch.equal(held.load(0), read_image(root / f"train{domain.upper()}" /
+                                                    f"{held.name(0)}.png"))
+        again = split_training(config, domain)[1]
+        assert [again.name(i) for i in range(3)] == [held.name(i) for i in range(3)]
+        monitored = monitored_domain(config, domain)
+        assert [monitored.name(i) for i in range(3)] == [held.name(i) for i in range(3)]
+    plain = DataConfig(root=str(root), size_px=32)
+    assert split_training(plain, "a")[1] is None and len(split_training(plain, "a")[0]) == 7
+    assert monitored_domain(plain, "a").name(0) == "img0"  # the test images
+    with pytest.raises(AgganError, match=r"data.validation_images \(7\) leaves no training"):
+        split_training(DataConfig(root=str(root), size_px=32, validation_images=7), "a")

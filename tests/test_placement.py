@@ -18,7 +18,7 @@ from torch import nn
 from aggan.checkpoint import load_checkpoint
 from aggan.cli import main
 from aggan.config import build_config
-from aggan.data import ground_truth
+from aggan.data import ground_truth, split_training
 from aggan.errors import AgganError
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.monitor import placement_monitor
@@ -147,7 +147,7 @@ def test_features_for_the_probe_are_cached(stand_in: InceptionFeatures, scenes: 
 def test_training_logs_placement_at_sample_steps_after_the_warm_up(
         stand_in: InceptionFeatures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    write_dataset(tmp_path / "photos", size_px=32, train_images=12, test_images=4, seed=0)
+    write_dataset(tmp_path / "photos", size_px=32, train_images=14, test_images=4, seed=0)
     layer = tiny_layer(steps=20, attention_warmup_step=6, switch_step=15, sample_every_steps=5,
                        placement_images=3, inception=str(stand_in.path))
     layer["data"]["root"] = str(tmp_path / "photos")
@@ -158,6 +158,12 @@ def test_training_logs_placement_at_sample_steps_after_the_warm_up(
     for row in rows:
         assert set(row) == {"step", "placement/nats_a2b", "placement/hit_rate_a2b",
                             "placement/nats_b2a", "placement/hit_rate_b2a"}
+    # With validation images held out, it measures them (and the probe never sees them).
+    held_out = build_config(layer, {"data": {"validation_images": 3}})
+    monitor = placement_monitor(held_out, torch.device("cpu"))
+    held = split_training(held_out.data, "a")[1]
+    assert len(monitor.inputs["a2b"]) == 3
+    assert all(torch.equal(image, held.load(i)) for i, image in enumerate(monitor.inputs["a2b"]))
     # Off by the field, for a model without attention, and on the synthetic scenes (which have
     # ground truth): no probe is fit.
     config = build_config(layer)

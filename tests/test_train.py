@@ -11,6 +11,7 @@ import torch
 from aggan import distributed
 from aggan.checkpoint import build_state, load_checkpoint
 from aggan.config import build_config
+from aggan.data import FolderDomain, split_training
 from aggan.device import tensor_layout
 from aggan.errors import AgganError
 from aggan.losses import loss_weights
@@ -250,3 +251,37 @@ def test_fp16_needs_cuda() -> None:
     config = build_config(tiny_layer(precision="fp16"))
     with pytest.raises(AgganError, match=r"train\.precision=fp16 needs a CUDA device"):
         build_state(config, torch.device("cpu"))
+
+
+def test_validation_images_leave_the_training_stream(image_folder_factory, tmp_path: Path
+                                                     ) -> None:
+    """An epoch is the larger domain less its held-out images; training loads none of them, and
+    a resume may not change how many are held out."""
+    root = image_folder_factory(count=6, size=(40, 40))
+    layer = tiny_layer(steps=4, attention_warmup_step=2, switch_step=3)
+    layer["data"].update(root=str(root), validation_images=2)
+    config = build_config(layer)
+    held = set()
+    for domain in "ab":
+        part = split_training(config.data, domain)[1]
+        held |= {f"train{domain.upper()}/{part.name(i)}" for i in range(len(part))}
+    loaded: list[str] = []
+    original = FolderDomain.load
+
+    def spy(self: FolderDomain, index: int) -> torch.Tensor:
+        loaded.append(f"{self.folder.name}/{self.name(index)}")
+        return original(self, index)
+
+    FolderDomain.load = spy  # type: ignore[method-assign]
+    try:
+        train(config, tmp_path / "run", stop_at_step=2, progress=False, tensorboard=False)
+    finally:
+        FolderDomain.load = original  # type: ignore[method-assign]
+    schedule = json.loads((tmp_path / "run" / "config.json").read_text())["schedule"]
+    assert schedule["steps_per_epoch"] == 4
+    trained = {name for name in loaded if name.startswith("train")}
+    assert trained and not trained & held
+    layer["data"]["validation_images"] = 1
+    with pytest.raises(AgganError, match=r"data\.validation_images=2, not 1"):
+        train(build_config(layer), tmp_path / "run", resume=True, progress=False,
+              tensorboard=False)

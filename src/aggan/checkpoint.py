@@ -259,8 +259,9 @@ def load_state(module: torch.nn.Module, state: dict[str, Any], path: Path, what:
 
 
 def check_resumable(saved_config: RunConfig, config: RunConfig, path: Path) -> None:
-    """Architecture and image size are fixed for the life of a run."""
-    for section, field_names in (("model", None), ("data", ("size_px",))):
+    """Architecture, image size and the held-out validation images are fixed for the life of a
+    run."""
+    for section, field_names in (("model", None), ("data", ("size_px", "validation_images"))):
         saved_section, section_now = getattr(saved_config, section), getattr(config, section)
         for field in dataclasses.fields(saved_section):
             if field_names is not None and field.name not in field_names:

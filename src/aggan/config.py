@@ -107,6 +107,11 @@ class DataConfig:
     load_size_px: int = 0
     flip: bool = True  # random horizontal flip
     workers: int = 2  # DataLoader worker processes; 0 loads in the training process
+    # Training images per domain held out of training (a seeded draw that depends only on the
+    # number of images): the monitors during training (train.placement_images,
+    # train.kid_every_steps and so checkpoints/best.pt) measure on them instead of the test
+    # images, so that choosing a step never looks at the test set. 0: none (released code).
+    validation_images: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
@@ -118,6 +123,9 @@ class DataConfig:
                              f"({self.size_px})")
         if self.workers < 0:
             raise AgganError(f"--workers must be 0 or more, got {self.workers}")
+        if self.validation_images < 0:
+            raise AgganError(f"data.validation_images must be 0 or more, got "
+                             f"{self.validation_images}")
 
     @property
     def resolved_load_size_px(self) -> int:

@@ -89,6 +89,47 @@ def open_domain(config: DataConfig, split: str, domain: str) -> DomainImages:
     return FolderDomain(folder)
 
 
+class SubsetDomain:
+    """Some of a domain's images, by index: the training or the validation part of a split."""
+
+    def __init__(self, images: DomainImages, indices: list[int]) -> None:
+        self.images, self.indices = images, indices
+        if isinstance(images, FolderDomain):  # what names the set in the feature cache
+            self.paths = [images.paths[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def name(self, index: int) -> str:
+        return self.images.name(self.indices[index])
+
+    def load(self, index: int) -> Tensor:
+        return self.images.load(self.indices[index])
+
+
+def split_training(config: DataConfig, domain: str) -> tuple[DomainImages, DomainImages | None]:
+    """The training images of ``domain`` less the ``data.validation_images`` held out of them,
+    and those held out (None where none are)."""
+    images = open_domain(config, "train", domain)
+    count = config.validation_images
+    if not count:
+        return images, None
+    if count >= len(images):
+        raise AgganError(f"data.validation_images ({count}) leaves no training images of domain "
+                         f"{domain.upper()} ({len(images)} in all)")
+    order = torch.randperm(len(images), generator=seeded_generator("validation", domain))
+    return (SubsetDomain(images, sorted(order[count:].tolist())),
+            SubsetDomain(images, sorted(order[:count].tolist())))
+
+
+def monitored_domain(config: DataConfig, domain: str) -> DomainImages | None:
+    """What the monitors during training measure: the validation images where the run holds
+    some out, else the test images (None where the data has no test folder)."""
+    if config.validation_images:
+        return split_training(config, domain)[1]
+    return open_test_domain(config, domain)
+
+
 def open_test_domain(config: DataConfig, domain: str) -> DomainImages | None:
     """The test images of ``domain``, or None where the data has no such folder."""
     if config.root != "synthetic" and not _split_folder(Path(config.root), "test", domain).is_dir():

@@ -31,7 +31,7 @@ from aggan.checkpoint import (
     step_file,
 )
 from aggan.config import RunConfig
-from aggan.data import UnpairedTrainingSet, open_domain, training_loader
+from aggan.data import UnpairedTrainingSet, split_training, training_loader
 from aggan.device import tensor_layout
 from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
@@ -86,7 +86,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
         remove_stale_temp_files(run_dir)
 
     # --- Build: data, schedule, state, run folder, loader.
-    images = {domain: open_domain(config.data, "train", domain) for domain in ("a", "b")}
+    images = {domain: split_training(config.data, domain)[0] for domain in ("a", "b")}
     schedule = resolve_schedule(config.train, config.model.variant,
                                 max(len(images["a"]), len(images["b"])), context.world_size)
     if saved is not None:

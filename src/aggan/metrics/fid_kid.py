@@ -28,7 +28,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from aggan.config import DataConfig
-from aggan.data import DomainImages, FolderDomain
+from aggan.data import DomainImages
 from aggan.errors import AgganError
 from aggan.images import atomic_write
 from aggan.metrics.inception import FEATURES
@@ -116,8 +116,9 @@ def domain_identity(images: DomainImages, data: DataConfig, split: str, domain: 
                     indices: Sequence[int] | None = None) -> dict[str, Any]:
     """What names a set of real images (all of a domain's, or those at ``indices``) for the
     feature cache."""
-    if isinstance(images, FolderDomain):
-        paths = images.paths if indices is None else [images.paths[i] for i in indices]
+    all_paths = getattr(images, "paths", None)  # a folder, or a part of one
+    if all_paths is not None:
+        paths = all_paths if indices is None else [all_paths[i] for i in indices]
         return files_identity(paths)
     synthetic = dataclasses.asdict(data.synthetic)
     identity = {"synthetic": synthetic, "size_px": data.size_px, "split": split,

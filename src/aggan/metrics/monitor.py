@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from aggan.config import VARIANTS, RunConfig
-from aggan.data import open_domain, open_test_domain
+from aggan.data import monitored_domain, open_domain
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import default_cache_dir, fid_kid
 from aggan.metrics.inception import InceptionFeatures
@@ -33,8 +33,9 @@ def _inception(config: RunConfig, device: torch.device) -> InceptionFeatures:
 
 
 class TrainingMonitor:
-    """The real features of each target domain are computed once; each measurement translates
-    the same ``count`` source images (whole, at their size) and extracts their features."""
+    """On the validation images where the run holds some out, else the test images: the real
+    features of each target domain are computed once; each measurement translates the same
+    ``count`` source images (whole, at their size) and extracts their features."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         self.inception = _inception(config, device)
@@ -42,11 +43,11 @@ class TrainingMonitor:
         self.inputs: dict[Direction, list[Tensor]] = {}
         self.real_features: dict[Direction, Tensor] = {}
         for direction in DIRECTIONS:
-            inputs = open_test_domain(config.data, source_domain(direction))
-            reals = open_test_domain(config.data, target_domain(direction))
+            inputs = monitored_domain(config.data, source_domain(direction))
+            reals = monitored_domain(config.data, target_domain(direction))
             if inputs is None or reals is None:
                 raise AgganError("train.kid_every_steps needs testA/ and testB/ in "
-                                 f"{config.data.root}")
+                                 f"{config.data.root} (or data.validation_images)")
             self.inputs[direction] = [inputs.load(i) for i in range(min(count, len(inputs)))]
             self.real_features[direction] = self.inception.extract(
                 reals.load(i) for i in range(min(count, len(reals))))
@@ -71,9 +72,10 @@ def training_monitor(config: RunConfig, device: torch.device) -> TrainingMonitor
 
 
 class PlacementMonitor:
-    """The mask placement of the first ``train.placement_images`` test images of each domain (the
-    training images where there is no test folder), translated as ``aggan evaluate`` does (at
-    the training scale). The probe is fit once, on the training images (features cached)."""
+    """The mask placement of the first ``train.placement_images`` validation images of each
+    domain where the run holds some out, else test images (else training images), translated as
+    ``aggan evaluate`` does (at the training scale). The probe is fit once, on training images
+    (features cached)."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         self.inception = _inception(config, device)
@@ -82,7 +84,7 @@ class PlacementMonitor:
         self.inputs: dict[Direction, list[Tensor]] = {}
         for direction in DIRECTIONS:
             domain = source_domain(direction)
-            images = (open_test_domain(config.data, domain)
+            images = (monitored_domain(config.data, domain)
                       or open_domain(config.data, "train", domain))
             count = min(config.train.placement_images, len(images))
             self.inputs[direction] = [images.load(i) for i in range(count)]

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from aggan.config import DataConfig
-from aggan.data import open_domain
+from aggan.data import split_training
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import cached_features, domain_identity
 from aggan.metrics.inception import InceptionFeatures
@@ -124,8 +124,9 @@ def fit_domain_probe(features_a: Tensor, features_b: Tensor) -> DomainProbe:
 def training_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None,
                    images_per_domain: int = PROBE_IMAGES) -> DomainProbe:
     """The probe fit on up to ``images_per_domain`` training images of each domain of ``data``
-    (a seeded draw; their features cached like the test sets')."""
-    images_by_domain = {domain: open_domain(data, "train", domain) for domain in ("a", "b")}
+    (a seeded draw, never one of the validation images; their features cached like the test
+    sets')."""
+    images_by_domain = {domain: split_training(data, domain)[0] for domain in ("a", "b")}
     if min(len(images) for images in images_by_domain.values()) < MIN_PROBE_IMAGES:
         raise AgganError(f"the placement probe needs at least {MIN_PROBE_IMAGES} training "
                          f"images per domain in {data.root}")
