@@ -21,7 +21,7 @@ from aggan.config import build_config
 from aggan.data import ground_truth, split_training
 from aggan.errors import AgganError
 from aggan.metrics.inception import InceptionFeatures
-from aggan.metrics.monitor import placement_monitor
+from aggan.metrics.monitor import PlacementMonitor, placement_monitor
 from aggan.metrics.placement import (
     GREY,
     fit_domain_probe,
@@ -192,3 +192,49 @@ def test_evaluate_reports_the_placement_of_a_trained_model(
         assert metrics["placement_images"] == 12
         assert 0 < metrics["mean_mask"] < 1
     assert "mask placement" in capsys.readouterr().out
+
+
+def test_the_switch_can_freeze_the_best_placed_attention(
+        stand_in: InceptionFeatures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.switch_attention=best-placement: the switch freezes the attention of the sample
+    step (before the switch) whose validation masks were best placed, also across a resume."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_dataset(tmp_path / "photos", size_px=32, train_images=14, test_images=4, seed=0)
+    layer = tiny_layer(steps=24, attention_warmup_step=4, switch_step=16, sample_every_steps=4,
+                       checkpoint_every_steps=4, placement_images=3,
+                       inception=str(stand_in.path), switch_attention="best-placement")
+    layer["data"].update(root=str(tmp_path / "photos"), validation_images=2)
+    # Placements at the sample steps after the warm-up, 8, 12, ..., 24 (step 4 ends it), in
+    # order; the switch comes after step 16, so step 12's attention is the best placed while it
+    # trains.
+    placements = [0.1, 0.9, 0.3, 2.0, 5.0]
+    measured: list[dict[str, torch.Tensor]] = []
+
+    def measure(self: PlacementMonitor, translator: torch.nn.Module) -> dict[str, float]:
+        value = placements[len(measured) % len(placements)]
+        measured.append({k: v.clone() for k, v in translator.attention.state_dict().items()})
+        return {f"placement/{kind}_{d}": value for kind in ("nats", "hit_rate")
+                for d in ("a2b", "b2a")}
+
+    monkeypatch.setattr(PlacementMonitor, "measure", measure)
+    for run, stops in (("whole", (None,)), ("resumed", (12, None))):
+        measured.clear()
+        for index, stop in enumerate(stops):
+            train(build_config(layer), tmp_path / run, resume=index > 0, stop_at_step=stop,
+                  progress=False, tensorboard=False)
+        assert len(measured) == len(placements)
+        final = load_checkpoint(tmp_path / run / "checkpoints" / "latest.pt")
+        assert "best_attention" not in final
+        attention = {key.removeprefix("attention."): value
+                     for key, value in final["translator"].items()
+                     if key.startswith("attention.")}
+        assert not all(torch.equal(attention[k], v) for k, v in measured[2].items())
+        for key, value in measured[1].items():  # step 12's
+            torch.testing.assert_close(attention[key], value, rtol=0, atol=0)
+    before_switch = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "step-0000012.pt")
+    assert before_switch["best_placement_nats"] == pytest.approx(0.9)
+
+
+def test_best_placement_needs_held_out_images() -> None:
+    with pytest.raises(AgganError, match=r"data\.validation_images and train\.placement_images"):
+        build_config(tiny_layer(switch_attention="best-placement"))

@@ -9,6 +9,8 @@ the file:
 - ``translator`` (generators and attention networks), ``discriminators``;
 - with ``train.translator_ema``: ``translator_ema`` (the moving average, what inference uses)
   and ``translator_ema_updates``;
+- with ``train.switch_attention=best-placement``, until the switch: ``best_attention`` (the
+  attention networks of the best-placed sample step) and ``best_placement_nats``;
 - ``optimizer_generators``, ``optimizer_discriminators``, ``scaler_generators``,
   ``scaler_discriminators`` (loss scaling, used in fp16 only);
 - ``pools``: every rank's history pools with their generators' states, keyed by rank.
@@ -65,6 +67,10 @@ class TrainState:
     translator_ema: AveragedModel | None = None
     step: int = 0
     best_kid_x100: float = math.inf
+    # train.switch_attention=best-placement: the attention networks' weights at the best-placed
+    # sample step so far, and that placement; the switch restores them (and clears them).
+    best_attention: dict[str, torch.Tensor] | None = None
+    best_placement_nats: float = -math.inf
 
     @property
     def inference_translator(self) -> Translator:
@@ -72,6 +78,21 @@ class TrainState:
         if self.translator_ema is None:
             return self.translator
         return self.translator_ema.module  # type: ignore[return-value]
+
+    def offer_attention(self, placement_nats: float) -> None:
+        """Keeps the attention networks' weights if ``placement_nats`` is the best so far."""
+        if placement_nats > self.best_placement_nats:
+            self.best_placement_nats = placement_nats
+            self.best_attention = {key: value.detach().clone() for key, value in
+                                   self.inference_translator.attention.state_dict().items()}
+
+    def restore_best_attention(self) -> None:
+        """At the switch: the best-placed attention into the weights (and their average)."""
+        assert self.best_attention is not None
+        for translator in {id(t): t for t in (self.translator, self.inference_translator)
+                           }.values():
+            translator.attention.load_state_dict(self.best_attention)
+        self.best_attention = None
 
     def update_average(self) -> None:
         """After a generator update (the first copies the weights)."""
@@ -133,7 +154,9 @@ def checkpoint_dict(state: TrainState, config: RunConfig, schedule: Schedule,
     average = {} if state.translator_ema is None else {
         "translator_ema": state.translator_ema.module.state_dict(),
         "translator_ema_updates": int(state.translator_ema.n_averaged)}
-    return average | {
+    best = {} if state.best_attention is None else {
+        "best_attention": state.best_attention, "best_placement_nats": state.best_placement_nats}
+    return average | best | {
         "best_kid_x100": state.best_kid_x100,
         "format_version": FORMAT_VERSION,
         "aggan_version": __version__,
@@ -297,6 +320,10 @@ def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
         raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
     state.step = int(saved["step"])
     state.best_kid_x100 = float(saved.get("best_kid_x100", math.inf))
+    if "best_attention" in saved:
+        state.best_attention = {key: value.to(device)
+                                for key, value in saved["best_attention"].items()}
+        state.best_placement_nats = float(saved["best_placement_nats"])
 
 
 def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

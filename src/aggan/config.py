@@ -27,6 +27,7 @@ AttentionFrom = Literal["image", "generator"]
 GeneratorUpsample = Literal["transpose", "resize"]
 Precision = Literal["fp32", "bf16", "fp16"]
 GuidedDiscriminator = Literal["switch", "attention"]
+SwitchAttention = Literal["last", "best-placement"]
 Variant = str  # a key of VARIANTS
 
 
@@ -200,6 +201,12 @@ class TrainConfig:
     # metrics, evaluate, translate and export use the average, since the adversarial game makes
     # the raw weights oscillate (StarGAN v2: 0.999). 0: off, the raw weights (released code).
     translator_ema: float = 0.0
+    # What the switch freezes: "last" = the attention as the switch finds it (released);
+    # "best-placement" = the attention of the sample step, between the warm-up and the switch,
+    # whose masks were best placed (metrics.placement, mean of both directions) on the held-out
+    # validation images (data.validation_images; needs train.placement_images): the attention
+    # wanders while it trains, and the switch otherwise freezes wherever it is.
+    switch_attention: SwitchAttention = "last"
     steps: int | None = None  # run length in steps; overrides epochs
     decay_start_step: int | None = None
     switch_step: int | None = None
@@ -279,6 +286,12 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.switch_attention == "best-placement" and not (
+                self.data.validation_images and self.train.placement_images):
+            raise AgganError("train.switch_attention=best-placement chooses on held-out images: "
+                             "it needs data.validation_images and train.placement_images above 0")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

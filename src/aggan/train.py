@@ -105,6 +105,10 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
     placement = placement_monitor(config, device) if main else None
+    if config.train.switch_attention == "best-placement" and (
+            context.enabled or placement is None):
+        raise AgganError("train.switch_attention=best-placement needs the mask placement during "
+                         "training (photo folders, the FID Inception) and one process")
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
                              workers=config.data.workers, pin_memory=device.type == "cuda",
@@ -145,6 +149,11 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 real_a, real_b = next(batches)
                 data_seconds += time.perf_counter() - waited
                 phase = schedule.phase(state.step)
+                if state.best_attention is not None and not phase.train_attention:
+                    state.restore_best_attention()  # the switch: freeze the best-placed
+                    logger.info("step %d: the switch freezes the attention of placement %+.3f "
+                                "nats (train.switch_attention)", state.step,
+                                state.best_placement_nats)
                 if modules is None or modules.phase != modules_phase(phase):
                     modules = step_modules(state, phase, context, device, config.train, weights)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
@@ -184,6 +193,10 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     if placement is not None and phase.use_attention:
                         values = placement.measure(state.inference_translator)
                         tracker.scalars(state.step, values, stream="metrics")
+                        if (config.train.switch_attention == "best-placement"
+                                and phase.train_attention):
+                            state.offer_attention(sum(values[f"placement/nats_{d}"]
+                                                      for d in DIRECTIONS) / len(DIRECTIONS))
                         logger.info("step %d: mask placement %s", state.step, ", ".join(
                             f"{d} {values[f'placement/nats_{d}']:+.3f} nats "
                             f"({values[f'placement/hit_rate_{d}']:.0%} above chance)"
