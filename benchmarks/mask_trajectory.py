@@ -1,12 +1,14 @@
 """The attention's mask over a run: does it stay alive after the warm-up, or collapse?
 
-Reads the run folders' ``stats.jsonl`` (the mean mask of each logged training batch) and, with
-``--test-images N``, measures every saved checkpoint on N test images per domain (mean mask and
-the share of pixels above 0.5). Prints a table per run and a final JSON line; ``--json`` writes
-the results.
+Reads the run folders' ``stats.jsonl`` (the mean mask of each logged training batch) and
+``metrics.jsonl`` (the mask placement at the sample steps after the warm-up,
+``train.placement_images``) and, with ``--test-images N``, measures every saved checkpoint on N
+test images per domain (mean mask and the share of pixels above 0.5). Prints a table per run and
+a final JSON line; ``--json`` writes the results.
 
 The criterion of issue #11: after the warm-up, the logged mean mask stays between 0.05 and 0.95
-at every log step, in both directions.
+at every log step, in both directions. The criterion of issue #27 ("placed"): from the switch on,
+the logged placement is above chance (0 nats) at every sample step, in both directions.
 
     python benchmarks/mask_trajectory.py RUN [RUN ...] --test-images 50 --json results/x.json
 """
@@ -42,6 +44,19 @@ def logged_masks(run_dir: Path) -> tuple[int, list[dict[str, float]]]:
     return warmup_end, rows
 
 
+def logged_placement(run_dir: Path) -> list[dict[str, float]]:
+    """The placement logged at the sample steps (``metrics.jsonl``), both directions."""
+    path = run_dir / "metrics.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        record = json.loads(line)
+        if "placement/nats_a2b" in record:
+            rows.append({"step": record["step"], **{
+                f"{key}_{d}": record.get(f"placement/{key}_{d}", float("nan"))
+                for d in DIRECTIONS for key in ("nats", "nats_stderr", "hit_rate")}})
+    return rows
+
+
 @torch.no_grad()
 def checkpoint_masks(run_dir: Path, images: int) -> list[dict[str, float]]:
     """Mean mask and area above 0.5 of every ``checkpoints/step-N.pt`` on the test images."""
@@ -65,9 +80,15 @@ def summarize(run_dir: Path, test_images: int) -> dict[str, Any]:
     warmup_end, logged = logged_masks(run_dir)
     values = [row[domain] for row in logged for domain in ("a", "b")]
     alive = bool(values) and all(ALIVE[0] <= value <= ALIVE[1] for value in values)
-    return {"run": run_dir.name, "warmup_end": warmup_end, "logged": logged,
+    placement = logged_placement(run_dir)
+    switch = json.loads((run_dir / "config.json").read_text())["schedule"]["switch_step"]
+    after_switch = [row for row in placement if switch is not None and row["step"] >= switch]
+    placed = bool(after_switch) and all(row[f"nats_{d}"] > 0 for row in after_switch
+                                        for d in DIRECTIONS)
+    return {"run": run_dir.name, "warmup_end": warmup_end, "switch": switch, "logged": logged,
             "min_after_warmup": min(values, default=float("nan")),
             "max_after_warmup": max(values, default=float("nan")), "alive": alive,
+            "placement": placement, "placed": placed,
             "checkpoints": checkpoint_masks(run_dir, test_images) if test_images else []}
 
 
@@ -91,6 +112,15 @@ def main() -> None:
         for row in result["logged"]:
             if row["step"] % args.every == 0:
                 print(f"| {row['step']} | {row['a']:.3f} | {row['b']:.3f} |")
+        if result["placement"]:
+            print(f"mask placement (nats, +- standard error, share above chance); switch at "
+                  f"{result['switch']}: {'placed' if result['placed'] else 'NOT placed'} on the "
+                  "animals from the switch on")
+            print("| step | a2b | b2a |\n|---|---|---|")
+            for row in result["placement"]:
+                print(f"| {row['step']} | " + " | ".join(
+                    f"{row[f'nats_{d}']:+.2f} +- {row[f'nats_stderr_{d}']:.2f} "
+                    f"({row[f'hit_rate_{d}']:.0%})" for d in DIRECTIONS) + " |")
         if result["checkpoints"]:
             print("| checkpoint | test mean a2b | area>0.5 a2b | test mean b2a | area>0.5 b2a |")
             print("|---|---|---|---|---|")

@@ -156,8 +156,8 @@ def test_training_logs_placement_at_sample_steps_after_the_warm_up(
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [row["step"] for row in rows] == [10, 15, 20]  # step 5 is in the warm-up
     for row in rows:
-        assert set(row) == {"step", "placement/nats_a2b", "placement/hit_rate_a2b",
-                            "placement/nats_b2a", "placement/hit_rate_b2a"}
+        assert set(row) == {"step"} | {f"placement/{key}_{d}" for d in ("a2b", "b2a")
+                                       for key in ("nats", "nats_stderr", "hit_rate")}
     # With validation images held out, it measures them (and the probe never sees them).
     held_out = build_config(layer, {"data": {"validation_images": 3}})
     monitor = placement_monitor(held_out, torch.device("cpu"))

@@ -90,7 +90,8 @@ class PlacementMonitor:
             self.inputs[direction] = [images.load(i) for i in range(count)]
 
     def measure(self, translator: Translator) -> dict[str, float]:
-        """``placement/nats_<direction>`` and ``placement/hit_rate_<direction>``."""
+        """``placement/nats_<direction>``, its standard error ``placement/nats_stderr_...`` and
+        ``placement/hit_rate_<direction>``."""
         values = {}
         for direction in DIRECTIONS:
             masks = [translate_tensor(translator, image[None], direction, True,
@@ -99,6 +100,7 @@ class PlacementMonitor:
             summary = placement(self.probe, self.inception, self.inputs[direction], masks,
                                 source_domain(direction)).summary()
             values[f"placement/nats_{direction}"] = summary["placement_nats"]
+            values[f"placement/nats_stderr_{direction}"] = summary["placement_nats_stderr"]
             values[f"placement/hit_rate_{direction}"] = summary["placement_hit_rate"]
         return values
 
