@@ -143,7 +143,7 @@ def test_export_never_overwrites_another_folder(finished_run: Path, tmp_path: Pa
 
 
 def test_find_model_errors_are_one_line(tmp_path: Path, finished_run: Path) -> None:
-    with pytest.raises(AgganError, match="does not exist"):
+    with pytest.raises(AgganError, match="no such model folder"):
         find_model(tmp_path / "missing")
     with pytest.raises(AgganError, match="not a model folder"):
         find_model(finished_run)
@@ -153,6 +153,27 @@ def test_find_model_errors_are_one_line(tmp_path: Path, finished_run: Path) -> N
     (tmp_path / "model" / WEIGHTS_FILE).write_bytes(b"not safetensors")
     with pytest.raises(AgganError, match=WEIGHTS_FILE):
         load_model(tmp_path / "model")
+
+
+def test_a_folder_that_is_not_there_is_not_a_hub_id(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's models/my-h2z before it was exported: a path (its first part is a folder
+    here), so it gets one line naming the folder, and the Hub is never asked."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr("aggan.model_folder._hub_download",
+                        lambda repo_id: pytest.fail(f"asked the Hub for {repo_id}"))
+    for name in ("models/my-h2z", "./my-h2z", "runs/a/model", "~/my-h2z", "h2z.safetensors"):
+        with pytest.raises(AgganError, match="no such model folder"):
+            find_model(name)
+    with pytest.raises(AgganError, match="no such model folder: models/my-h2z"):
+        Translator.from_pretrained("models/my-h2z")
+    assert main(["translate", "--model", "models/my-h2z", "--input", str(tmp_path),
+                 "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "no such model folder: models/my-h2z" in error
+    assert str(tmp_path / "models" / "my-h2z") in error
 
 
 def test_shipped_names_resolve_through_aggan_models(finished_run: Path, tmp_path: Path,
@@ -183,7 +204,7 @@ def test_hub_id_from_the_local_cache(finished_run: Path, tmp_path: Path,
     for exact, again in zip(_translations(original), _translations(loaded.translator),
                             strict=True):
         assert (exact.int() - again.int()).abs().max() <= 1
-    with pytest.raises(AgganError, match="cannot get it from the Hub"):
+    with pytest.raises(AgganError, match=r"someone/absent: offline, and the Hub cache holds no"):
         load_model("someone/absent")
 
 

@@ -200,9 +200,9 @@ def find_model(name: str | Path) -> Path:
                              f"{WEIGHTS_FILE}); a run folder or checkpoint goes to --checkpoint")
         return path
     text = str(name)
-    if path.is_absolute() or text.startswith(".") or text.count("/") > 1 or path.suffix:
-        raise AgganError(f"--model: {path} does not exist")
     roots = [Path(os.environ["AGGAN_MODELS"])] if os.environ.get("AGGAN_MODELS") else []
+    if _looks_like_a_path(text):
+        raise AgganError(f"--model: no such model folder: {path} (looked for {path.absolute()})")
     for root in [*roots, REPOSITORY_MODELS]:
         if is_model_folder(root / text):
             return root / text
@@ -211,6 +211,16 @@ def find_model(name: str | Path) -> Path:
     shipped = sorted(p.name for p in REPOSITORY_MODELS.glob("*") if is_model_folder(p))
     raise AgganError(f"--model: no model {name!r}: not a folder, not one of the shipped models "
                      f"({', '.join(shipped) or 'none found'}), not a Hub id owner/name")
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A name a user means as a folder, not a shipped model or a Hub id ``owner/name``: absolute,
+    relative to ``.`` or ``~``, more than one separator, a suffix, or a first part that is a
+    folder here (``models/my-h2z`` before it was exported)."""
+    path = Path(text)
+    return (path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+            or "\\" in text or bool(path.suffix)
+            or (text.count("/") == 1 and path.parent.is_dir()))
 
 
 def _hub_download(repo_id: str) -> Path:
@@ -223,7 +233,12 @@ def _hub_download(repo_id: str) -> Path:
     try:
         folder = snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE,
                                                             "README.md"])
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+    except LocalEntryNotFoundError:
+        # What huggingface_hub raises when it cannot connect (or HF_HUB_OFFLINE is set) and the
+        # repo is not in its cache.
+        raise AgganError(f"--model {repo_id}: offline, and the Hub cache holds no copy of it (no "
+                         "folder of that name here either)") from None
+    except (HfHubHTTPError, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error) else type(error).__name__
         raise AgganError(f"--model {repo_id}: cannot get it from the Hub ({first[:200]})") from None
     path = Path(folder)
