@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,14 +62,35 @@ def test_train_translate_and_data_commands(tiny_run: Path, tmp_path: Path,
         "testB_00001.png"]
 
 
+def test_dry_run_refuses_what_the_start_refuses_and_prints_the_schedule(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A dry run resolves the schedule against the data as the start does: a schedule the
+    start refuses, it refuses in the same line; one it accepts, it prints in steps."""
+    bad = ("--set", "train.attention_warmup_epoch=70", "--set", "train.switch_epoch=60")
+    code, out, err = run_cli(capsys, "train", "--out", tmp_path / "dry", "--dry-run", *bad)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "does not end before train.switch_epoch=60.0" in err
+    code, _, real = run_cli(capsys, "train", "--out", tmp_path / "real", *bad)
+    assert code == 2 and real == err
+    code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
+                           "--dry-run", "--epochs", "80", "--set",
+                           "data.synthetic.train_images=30", "--set", "data.validation_images=5")
+    plan = json.loads(out)
+    assert code == 0 and plan["config"]["train"]["epochs"] == 80.0
+    assert plan["schedule"]["steps_per_epoch"] == 25  # 30 less the 5 held out
+    assert plan["schedule"]["total_steps"] == 2000
+    assert plan["schedule"]["attention_warmup_steps"] == 625  # epoch 25
+    assert plan["schedule"]["switch_step"] == 1500
+
+
 def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
                                         caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     with caplog.at_level("INFO"):
         code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run")
     assert code == 0 and '"size_px": 64' in out and "built-in demo" in caplog.text
     code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
-                           "--dry-run", "--config", "official", "--epochs", "10")
-    assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 10.0' in out
+                           "--dry-run", "--config", "official", "--epochs", "60")
+    assert code == 0 and '"attention_kernels": "official-1x1"' in out and '"epochs": 60.0' in out
     assert '"attention_from": "image"' in out and '"generator_upsample": "transpose"' in out
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path, "--dry-run", "--attention-from",
                            "generator", "--generator-upsample", "resize")

@@ -86,7 +86,9 @@ def _add_train(subparsers: Any) -> None:
                         help="continue the run in --out from its latest checkpoint")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="stop and checkpoint at this step without changing the schedule")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the data and the schedule as a start would, print the "
+                        "resolved config and schedule (in steps), and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=_run_train)
 
@@ -327,12 +329,16 @@ def _stop_status(stop_signal: str | None) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from aggan.checkpoint import schedule_dict
     from aggan.metrics.table import metrics_table
-    from aggan.train import train
+    from aggan.train import planned_schedule, train
 
     config = resolve_train_config(args)
     if args.dry_run:
-        print(json.dumps(to_dict(config), indent=2))
+        # The data read and the schedule resolved and checked as a start would (one process);
+        # the output loads back through --config.
+        schedule = schedule_dict(planned_schedule(config))
+        print(json.dumps({"config": to_dict(config), "schedule": schedule}, indent=2))
         return 0
     if args.stop_at is not None and args.stop_at < 1:
         raise AgganError(f"--stop-at must be at least 1, got {args.stop_at}")

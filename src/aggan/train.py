@@ -31,7 +31,7 @@ from aggan.checkpoint import (
     step_file,
 )
 from aggan.config import RunConfig
-from aggan.data import UnpairedTrainingSet, split_training, training_loader
+from aggan.data import DomainImages, UnpairedTrainingSet, split_training, training_loader
 from aggan.device import tensor_layout
 from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
@@ -47,7 +47,7 @@ from aggan.run_folder import (
     write_run_config,
     write_samples,
 )
-from aggan.schedule import continue_schedule, resolve_schedule
+from aggan.schedule import Schedule, continue_schedule, resolve_schedule
 from aggan.step import StepModules, modules_phase, step_modules, training_step
 from aggan.tracking import Tracker
 
@@ -64,6 +64,20 @@ class TrainResult:
     translator: Translator  # the trained networks, on this process's device
     discriminators: Discriminators
     interrupted: str | None = None  # the signal that stopped it, SIGINT or SIGTERM (saved)
+
+
+def training_images(config: RunConfig) -> dict[str, DomainImages]:
+    """Both domains' training images (less the held-out validation images), each file decoded
+    once as a check."""
+    return {domain: split_training(config.data, domain)[0] for domain in ("a", "b")}
+
+
+def planned_schedule(config: RunConfig, world_size: int = 1) -> Schedule:
+    """The schedule a start of ``config`` would train, in steps, with every check the start runs
+    on the data and the schedule (``--dry-run``)."""
+    images = training_images(config)
+    return resolve_schedule(config.train, config.model.variant,
+                            max(len(images["a"]), len(images["b"])), world_size)
 
 
 def _train(config: RunConfig, run_dir: Path, context: distributed.Context, device: torch.device,
@@ -86,7 +100,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
         remove_stale_temp_files(run_dir)
 
     # --- Build: data, schedule, state, run folder, loader.
-    images = {domain: split_training(config.data, domain)[0] for domain in ("a", "b")}
+    images = training_images(config)
     schedule = resolve_schedule(config.train, config.model.variant,
                                 max(len(images["a"]), len(images["b"])), context.world_size)
     if saved is not None:
