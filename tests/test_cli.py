@@ -233,3 +233,23 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     assert main(["train", "--out", str(run_dir), "--resume", "--stop-at", str(step + 2),
                  "--no-progress"]) == 0
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"] == step + 2
+
+
+def test_other_libraries_info_lines_stay_off_the_console(tmp_path: Path) -> None:
+    """What another library logs at INFO (the ONNX exporter's hundred lines) is not printed as
+    aggan's; its warnings are, under its own name; aggan's own INFO lines are."""
+    script = (
+        "import argparse, logging, sys\n"
+        "from aggan import cli\n"
+        "def run(args):\n"
+        "    logging.getLogger('onnx_ir.passes').info('Replaced initializer x')\n"
+        "    logging.getLogger('onnxscript.optimizer').warning('a real warning')\n"
+        "    logging.getLogger('aggan.export').info('wrote model.onnx')\n"
+        "    return 0\n"
+        "cli.build_parser = lambda: type('P', (), {'parse_args': lambda self, argv: "
+        "argparse.Namespace(run=run)})()\n"
+        "sys.exit(cli.main([]))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["onnxscript: a real warning", "aggan: wrote model.onnx"]

@@ -529,12 +529,32 @@ def _run_data_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ConsoleLog(logging.Handler):
+    """The console's log: aggan's own lines from INFO up, other libraries' from WARNING up,
+    each named by where it came from. A library's INFO chatter (the ONNX exporter's hundred
+    lines) is not ours to print as if we said it; it still reaches a run's log.txt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream = logging.StreamHandler()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("aggan") or record.levelno >= logging.WARNING
+
+    def emit(self, record: logging.LogRecord) -> None:
+        source = "aggan" if record.name.startswith("aggan") else record.name.split(".")[0]
+        self.stream.setFormatter(logging.Formatter(f"{source}: %(message)s"))
+        self.stream.emit(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="aggan: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_ConsoleLog())
+        root.setLevel(logging.INFO)
     try:
         return args.run(args)
     except AgganError as error:
