@@ -12,6 +12,9 @@ import pytest
 from aggan.checkpoint import load_checkpoint
 from aggan.cli import main
 from aggan.config import build_config
+from aggan.images import list_images, read_image
+from aggan.metrics.fid_kid import fid_kid
+from aggan.metrics.inception import STANDARD_SHA1, InceptionFeatures
 from aggan.synthetic import write_dataset
 from aggan.train import train
 from conftest import tiny_layer
@@ -110,3 +113,39 @@ def test_evaluate_scores_what_translate_wrote_and_refuses_masks(
     error = capsys.readouterr().err
     assert "--fake" in error and "mixes images and attention masks" in error
     assert len(error.strip().splitlines()) == 1
+
+
+def test_evaluate_records_what_it_measured_and_warns_on_small_sets(
+        tiny_model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """metrics.json and the report say how the numbers were made (scale, mask threshold, the
+    Inception file, the image counts); --baseline identity scores output = input the same way;
+    a set too small for KID's subsets or for FID gets one line each; progress bars show."""
+    data = tmp_path / "scenes"
+    write_dataset(data, size_px=32, train_images=1, test_images=20, seed=0)
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", "--model", str(tiny_model_folder), "--data", str(data), "--out",
+                     str(tmp_path / "report"), "--no-cache", "--baseline", "identity",
+                     "--mask-threshold", "0.5", "--scale", "native", "--direction", "a2b"]) == 0
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    settings = report["settings"]
+    assert settings["scale"] == "native" and settings["mask_threshold"] == 0.5
+    assert settings["inception_sha1"] == STANDARD_SHA1 and settings["test_images"] == {
+        "a": 20, "b": 20}
+    metrics = report["directions"]["a2b"]
+    # The identity baseline by hand: KID of the real source images against the target's.
+    by_hand = []
+    for folder in ("testB", "testA"):
+        by_hand.append(InceptionFeatures().extract(read_image(p) for p in
+                                                   list_images(data / folder)))
+    identity = fid_kid(by_hand[0], by_hand[1])
+    assert metrics["identity_kid_x100_mean"] == pytest.approx(identity.kid_x100_mean)
+    assert metrics["identity_fid"] == pytest.approx(identity.fid)
+    notes = [r.getMessage() for r in caplog.records if r.name == "aggan.evaluate"]
+    assert any("every one of the 100 subsets of 20 is the whole set" in n for n in notes)
+    assert any("FID: 20 images per set is too few" in n for n in notes)
+    captured = capsys.readouterr()
+    assert "KID x100, identity" in captured.out
+    assert "a2b: translating" in captured.err
+    assert "a2b: features of the translations" in captured.err
+    assert "inception_sha1" in (tmp_path / "report" / "index.html").read_text()

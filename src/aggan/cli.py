@@ -251,6 +251,10 @@ def _add_evaluate(subparsers: Any) -> None:
                         help="where features of real image sets are cached (default: "
                         "$XDG_CACHE_HOME/aggan, else ~/.cache/aggan)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--baseline", choices=("none", "identity"), default="none",
+                        help="identity: also score output = input the same way, the number a "
+                        "KID or FID is read against")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-placement", action="store_true",
                         help="skip the mask placement (an occlusion test with a probe fit on the "
                         "data's training images: about five Inception passes per test image)")
@@ -410,7 +414,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if folder is not None:
             prepare_output_dir(folder, flag)
     device = resolve_device(args.device)
-    inception = InceptionFeatures(args.inception, device)
+    inception = InceptionFeatures(args.inception, device, progress=not args.no_progress)
     if folders:
         report = evaluate_folders(args.real, args.fake, inception=inception,
                                   cache_dir=cache_dir, out_dir=args.out)
@@ -422,7 +426,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                                  out_dir=args.out, device=device, inception=inception,
                                  cache_dir=cache_dir, scale=scale,
                                  mask_threshold=args.mask_threshold,
-                                 measure_placement=not args.no_placement)
+                                 measure_placement=not args.no_placement,
+                                 identity_baseline=args.baseline == "identity",
+                                 progress=not args.no_progress)
     print(format_report(report))
     if args.out is not None:
         print(f"report: {args.out / 'index.html'}")

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from aggan.config import DataConfig
 from aggan.data import ground_truth, open_test_domain
@@ -30,6 +31,7 @@ from aggan.metrics.fid_kid import (
     fid_kid,
     files_identity,
     frechet_distance,
+    small_set_notes,
 )
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
@@ -62,18 +64,22 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
                        inception: InceptionFeatures, use_attention: bool,
                        real_features: dict[str, Tensor], probe: DomainProbe | None,
                        out_dir: Path | None, scale: Scale = "train",
-                       mask_threshold: float | None = None) -> DirectionResult:
+                       mask_threshold: float | None = None, identity_baseline: bool = False,
+                       progress: bool = False) -> DirectionResult:
     """Translates every test image of the source domain and scores the translations.
 
     Args:
         real_features: Inception features of both domains' test images, by domain.
         probe: the domain probe that scores where the masks sit (None: not measured).
+        identity_baseline: also score the identity (output = input) the same way.
+        progress: a progress bar for the translation.
     """
     source, target = source_domain(direction), target_domain(direction)
     inputs = open_test_domain(data, source)
     assert inputs is not None  # evaluate_checkpoint checked both test folders
     input_images, fake_images, masks, rows = [], [], [], []
-    for index in range(len(inputs)):
+    for index in tqdm(range(len(inputs)), desc=f"{direction}: translating", unit="image",
+                      leave=False, disable=not progress):
         image = inputs.load(index)
         translated, mask = translate_tensor(translator, image[None], direction, use_attention,
                                             scale_px=scale_px(scale, data.size_px),
@@ -92,14 +98,23 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
             write_png(translated[0], out_dir / files["translation"])
             write_png(overlay(image, mask[0]), out_dir / files["overlay"])
             rows.append({"name": name, **files})
-    fake_features = inception.extract(iter(fake_images))
-    metrics: dict[str, Any] = dataclasses.asdict(fid_kid(real_features[target], fake_features))
+    fake_features = inception.extract(iter(fake_images), total=len(fake_images),
+                                      description=f"{direction}: features of the translations")
+    scores = fid_kid(real_features[target], fake_features)
+    for note in small_set_notes(scores):
+        logger.warning("%s: %s", direction, note)
+    metrics: dict[str, Any] = dataclasses.asdict(scores)
     metrics["fid_source"] = frechet_distance(real_features[source], fake_features)
     metrics["fid_authors"] = (metrics["fid"] + metrics["fid_source"]) / 2
+    if identity_baseline:
+        identity = fid_kid(real_features[target], real_features[source])
+        metrics |= {f"identity_{key}": getattr(identity, key)
+                    for key in ("fid", "kid_x100_mean", "kid_x100_std")}
     if use_attention:
         metrics["mean_mask"] = sum(float(m.float().mean()) for m in masks) / len(masks) / 255
         if probe is not None:
-            metrics |= placement(probe, inception, input_images, masks, source).summary()
+            metrics |= placement(probe, inception, input_images, masks, source,
+                                 description=f"{direction}: mask placement").summary()
     items = ground_truth(data, source)
     if items is not None:
         metrics["ground_truth"] = ground_truth_metrics(
@@ -119,8 +134,9 @@ def test_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Pat
             raise AgganError(f"--data {data.root}: evaluation needs testA/ and testB/")
         features[domain] = cached_features(
             domain_identity(images, data, "test", domain), len(images), inception.sha1,
-            cache_dir, lambda images=images: inception.extract(
-                images.load(i) for i in range(len(images))))
+            cache_dir, lambda images=images, domain=domain: inception.extract(
+                (images.load(i) for i in range(len(images))), total=len(images),
+                description=f"test{domain.upper()}: features"))
     return features
 
 
@@ -144,7 +160,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
                         out_dir: Path | None, device: torch.device,
                         inception: InceptionFeatures, cache_dir: Path | None,
                         scale: Scale = "train", mask_threshold: float | None = None,
-                        measure_placement: bool = True) -> dict[str, Any]:
+                        measure_placement: bool = True, identity_baseline: bool = False,
+                        progress: bool = False) -> dict[str, Any]:
     """Scores a checkpoint on the test split of ``data_root`` (a folder, or ``synthetic`` for
     the built-in scenes the run was configured with; None: the data the run trained on).
     Returns what ``metrics.json`` holds."""
@@ -161,9 +178,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
     results = [evaluate_direction(translator, data, direction, inception=inception,
                                   use_attention=use_attention, real_features=real_features,
                                   probe=probe, out_dir=out_dir, scale=scale,
-                                  mask_threshold=mask_threshold)
+                                  mask_threshold=mask_threshold,
+                                  identity_baseline=identity_baseline, progress=progress)
                for direction in directions]
     report = {"checkpoint": str(checkpoint), "data": data_root, "variant": config.model.variant,
+              "settings": {"scale": scale, "mask_threshold": mask_threshold,
+                           "inception": str(inception.path), "inception_sha1": inception.sha1,
+                           "test_images": {d: len(f) for d, f in real_features.items()}},
               "placement": placement_info,
               "directions": {r.direction: r.metrics for r in results}}
     if out_dir is not None:
@@ -196,9 +217,15 @@ def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
         check_no_masks(paths, flag)
         features.append(cached_features(
             files_identity(paths), len(paths), inception.sha1, cache_dir,
-            lambda paths=paths: inception.extract(read_image(p) for p in paths)))
+            lambda paths=paths, flag=flag: inception.extract(
+                (read_image(p) for p in paths), total=len(paths),
+                description=f"{flag}: features")))
+    scores = fid_kid(features[0], features[1])
+    for note in small_set_notes(scores):
+        logger.warning("%s", note)
     report = {"real": str(real), "fake": str(fake),
-              "metrics": dataclasses.asdict(fid_kid(features[0], features[1]))}
+              "settings": {"inception": str(inception.path), "inception_sha1": inception.sha1},
+              "metrics": dataclasses.asdict(scores)}
     if out_dir is not None:
         write_json(out_dir / "metrics.json", report)
     return report
@@ -221,6 +248,8 @@ def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionR
         "</head><body>",
         f"<h1>aggan evaluation</h1><p>checkpoint <code>{esc(report['checkpoint'])}</code>, "
         f"variant <b>{esc(report['variant'])}</b>, data <code>{esc(report['data'])}</code></p>",
+        "<p>" + ", ".join(f"{esc(key)} <code>{esc(str(value))}</code>"
+                          for key, value in report["settings"].items()) + "</p>",
         "<table class='metrics'><tr><th>metric</th>"
         + "".join(f"<th>{esc(d)}</th>" for d in report["directions"]) + "</tr>",
     ]

@@ -103,6 +103,23 @@ def fid_kid(real: Tensor, fake: Tensor, *, seed: int = 0) -> FidKid:
                   kid_subsets=KID_SUBSETS, kid_subset_size=size)
 
 
+FID_MIN_IMAGES = 50  # per set: below it, FID's bias swamps differences between models
+
+
+def small_set_notes(scores: FidKid) -> list[str]:
+    """What a reader must know when the sets are too small for the numbers to mean much."""
+    notes = []
+    smaller = min(scores.real_images, scores.fake_images)
+    if scores.kid_subset_size >= smaller:
+        notes.append(f"KID: with {smaller} images every one of the {scores.kid_subsets} subsets "
+                     f"of {scores.kid_subset_size} is the whole set, so its ± is 0 and says "
+                     f"nothing; the subsets differ from {KID_SUBSET_SIZE + 1} images per set on")
+    if smaller < FID_MIN_IMAGES:
+        notes.append(f"FID: {smaller} images per set is too few (under {FID_MIN_IMAGES}) for FID "
+                     "to tell models apart; compare KID")
+    return notes
+
+
 def files_identity(paths: Sequence[Path]) -> dict[str, Any]:
     """What identifies a set of image files: each file's path, byte size and modification time."""
     files = []

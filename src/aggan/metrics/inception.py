@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from aggan.errors import AgganError
 from aggan.images import file_hexdigest
@@ -67,8 +68,10 @@ class InceptionFeatures(nn.Module):
 
     num_features = FEATURES
 
-    def __init__(self, path: Path | None = None, device: torch.device | None = None) -> None:
+    def __init__(self, path: Path | None = None, device: torch.device | None = None, *,
+                 progress: bool = False) -> None:
         super().__init__()
+        self.progress = progress  # a progress bar for each extraction given a description
         path = path or default_inception_path()
         if not path.is_file():
             raise AgganError(f"--inception: {path} does not exist")
@@ -97,10 +100,13 @@ class InceptionFeatures(nn.Module):
             raise ValueError("InceptionFeatures expects uint8 images (quantise first)")
         return self._features_of_resized(tf_bilinear_resize(images.to(self.device).float()))
 
-    def extract(self, images: Iterable[Tensor], batch_size: int = 16) -> Tensor:
-        """Features of a stream of uint8 (3, H, W) images of any sizes: (N, 2048) on the CPU."""
+    def extract(self, images: Iterable[Tensor], batch_size: int = 16, *,
+                description: str | None = None, total: int | None = None) -> Tensor:
+        """Features of a stream of uint8 (3, H, W) images of any sizes: (N, 2048) on the CPU.
+        With ``progress`` and a ``description``, a progress bar (of ``total`` images)."""
         chunks, batch = [], []
-        for image in images:
+        for image in tqdm(images, desc=description, total=total, unit="image", leave=False,
+                          disable=not (self.progress and description)):
             batch.append(tf_bilinear_resize(image[None].to(self.device).float())[0])
             if len(batch) == batch_size:
                 chunks.append(self._features_of_resized(torch.stack(batch)))

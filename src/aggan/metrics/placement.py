@@ -137,8 +137,9 @@ def training_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Pa
         features[domain] = cached_features(
             domain_identity(images, data, "train", domain, chosen), len(chosen),
             inception.sha1, cache_dir,
-            lambda images=images, chosen=chosen: inception.extract(
-                images.load(i) for i in chosen))
+            lambda images=images, chosen=chosen, domain=domain: inception.extract(
+                (images.load(i) for i in chosen), total=len(chosen),
+                description=f"train{domain.upper()}: features for the placement probe"))
     probe = fit_domain_probe(features["a"], features["b"])
     logger.info("placement probe: %d + %d training images, L2 penalty %g, held-out accuracy "
                 "%.3f", len(features["a"]), len(features["b"]), probe.penalty,
@@ -196,16 +197,19 @@ class Placement:
 
 
 def placement(probe: DomainProbe, inception: InceptionFeatures, images: Sequence[Tensor],
-              masks: Sequence[Tensor], source: str, *, shifts: int = SHIFTS) -> Placement:
+              masks: Sequence[Tensor], source: str, *, shifts: int = SHIFTS,
+              description: str | None = None) -> Placement:
     """The occlusion placement of ``masks`` on ``images`` of domain ``source``.
 
     Args:
         images: uint8 (3, H, W) photos of the source domain (any sizes).
         masks: their masks, (1, H, W), uint8 (0-255) or float (0-1).
         shifts: placements of the same shape elsewhere to compare with, per photo.
+        description: the progress bar's (where the Inception shows progress).
     """
     if not images:
         raise AgganError("placement needs at least one image")
-    features = inception.extract(_occlusions(images, masks, shifts))
+    features = inception.extract(_occlusions(images, masks, shifts),
+                                 total=len(images) * (1 + shifts), description=description)
     log_odds = probe.log_odds(features, source).view(len(images), 1 + shifts)
     return Placement(scores=log_odds[:, 1:].mean(1) - log_odds[:, 0])

@@ -38,6 +38,10 @@ METRICS: tuple[Metric, ...] = (
            lambda m: f"{m['kid_x100_mean']:.2f} ± {m['kid_x100_std']:.2f} "
                      f"({m['kid_subsets']} subsets of {m['kid_subset_size']})",
            "inception", monitor=True),
+    Metric("identity_kid_x100_mean", "KID x100, identity",
+           lambda m: f"{m['identity_kid_x100_mean']:.2f} ± {m['identity_kid_x100_std']:.2f} "
+                     "(output = input)", "inception"),
+    Metric("identity_fid", "FID, identity", _number("identity_fid", ".2f"), "inception"),
     Metric("placement_nats", "mask placement",
            lambda m: f"{m['placement_nats']:+.3f} ± {m['placement_nats_stderr']:.3f} nats, "
                      f"{m['placement_hit_rate']:.0%} of {m['placement_images']} photos above "
