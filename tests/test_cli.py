@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -253,3 +254,34 @@ def test_other_libraries_info_lines_stay_off_the_console(tmp_path: Path) -> None
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["onnxscript: a real warning", "aggan: wrote model.onnx"]
+
+
+def test_unreadable_files_do_not_stop_a_folder(tiny_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Every readable image is translated; each unreadable one is named on its own line, with a
+    count at the end and exit status 1; a file that is not an image and a dropped transparency
+    are named once each."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "c.png", "e.jpg"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / name)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(
+        folder / "d.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "f.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("taken on a sunny day")
+    with caplog.at_level("WARNING"):
+        code, out, err = run_cli(capsys, "translate", "--checkpoint", tiny_run, "--input",
+                                 folder, "--out", tmp_path / "out", "--direction", "a2b")
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "a.png", "c.png", "d.png", "e.png"]
+    assert "translated 4 images" in out
+    lines = [record.getMessage() for record in caplog.records]  # the console's lines
+    for name in ("b.png", "f.jpg"):
+        assert sum(name in line and "skipped" in line for line in lines) == 1
+    assert sum("notes.txt" in line and "not an image file" in line for line in lines) == 1
+    assert sum("d.png" in line and "transparency is dropped" in line for line in lines) == 1
+    assert err.strip() == "aggan: 2 input(s) could not be read (each named above)"

@@ -32,7 +32,7 @@ def test_real_photos_at_their_size(tmp_path: Path, translator: Translator) -> No
         pytest.skip(f"{HORSES} is not here (shared/ beside the checkout)")
     photos = sorted(HORSES.glob("*.jpg"))[:3]
     written = translate_paths(translator, photos, "a2b", tmp_path, use_attention=True,
-                              batch_size=2)
+                              batch_size=2).written
     assert [p.name for p in written] == [f"{p.stem}.png" for p in photos]
     for photo in photos:
         original = read_image(photo)

@@ -381,11 +381,16 @@ def _run_translate(args: argparse.Namespace) -> int:
     check_mask_threshold(args.mask_threshold)
     device = resolve_device(args.device)
     translator, config, use_attention = load_for_inference(args.model, device)
-    written = translate_paths(translator, args.input, args.direction, args.out,
-                              use_attention=use_attention, batch_size=args.batch_size,
-                              scale_px=scale_px(scale, config.data.size_px),
-                              mask_threshold=args.mask_threshold, progress=sys.stderr.isatty())
-    print(f"translated {len(written)} images {args.direction} into {args.out}")
+    result = translate_paths(translator, args.input, args.direction, args.out,
+                             use_attention=use_attention, batch_size=args.batch_size,
+                             scale_px=scale_px(scale, config.data.size_px),
+                             mask_threshold=args.mask_threshold, progress=sys.stderr.isatty())
+    print(f"translated {len(result.written)} images {args.direction} into {args.out}")
+    if result.unreadable:
+        # Non-zero, so that a script notices; every readable image was translated.
+        print(f"aggan: {len(result.unreadable)} input(s) could not be read (each named above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

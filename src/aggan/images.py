@@ -55,6 +55,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def has_alpha(path: Path) -> bool:
+    """Whether the image file has a transparency that reading it as RGB drops (reads only its
+    header)."""
+    try:
+        with Image.open(path) as opened:
+            return opened.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                opened.mode == "P" and "transparency" in opened.info)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
 def read_image(path: Path) -> Tensor:
     """Reads any image Pillow knows as an upright RGB uint8 tensor (3, H, W)."""
     try:

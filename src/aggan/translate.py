@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from aggan.errors import AgganError
 from aggan.images import (
+    has_alpha,
     list_images,
     prepare_output_dir,
     read_image,
@@ -38,13 +40,18 @@ MIN_SIZE_PX = 16  # the attention's reflect padding needs a few pixels at 1/4 re
 
 
 def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given and the images directly inside given folders, in order."""
+    """Files as given and the images directly inside given folders, in order; a folder's other
+    files are named once in the log, not passed over in silence."""
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
             found = list_images(item)
             if not found:
                 raise AgganError(f"--input: {item} holds no images")
+            images = set(found)
+            for other in sorted(item.iterdir()):
+                if other.is_file() and not other.name.startswith(".") and other not in images:
+                    logger.warning("skipped %s: not an image file (by its extension)", other)
             paths.extend(found)
         elif item.is_file():
             paths.append(item)
@@ -89,12 +96,22 @@ def pad_to_multiple(images: Tensor, multiple: int = MULTIPLE) -> Tensor:
     return F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
 
 
-def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[tuple[list[Path], Tensor]]:
-    """Consecutive images of one size, up to ``batch_size`` at a time, as uint8 (N, 3, H, W)."""
+def _batches(paths: Sequence[Path], batch_size: int, unreadable: list[str]
+             ) -> Iterator[tuple[list[Path], Tensor]]:
+    """Consecutive images of one size, up to ``batch_size`` at a time, as uint8 (N, 3, H, W).
+    A file that cannot be read is logged, added to ``unreadable`` and passed over."""
     group: list[Path] = []
     images: list[Tensor] = []
     for path in paths:
-        image = read_image(path)
+        try:
+            image = read_image(path)
+        except AgganError as error:
+            logger.warning("skipped %s", error)
+            unreadable.append(str(error))
+            continue
+        if has_alpha(path):
+            logger.warning("%s: its transparency is dropped (the colours under it are "
+                           "translated)", path)
         if images and image.shape != images[0].shape:
             yield group, torch.stack(images)
             group, images = [], []
@@ -185,24 +202,36 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text
 
 
+@dataclass(frozen=True)
+class Translated:
+    """What ``translate_paths`` did: the translations written, and the inputs it could not read
+    (one line each: the file and why)."""
+
+    written: list[Path]
+    unreadable: list[str]
+
+
 def translate_paths(translator: Translator, inputs: Sequence[Path], direction: Direction,
                     out_dir: Path, *, use_attention: bool, batch_size: int = 1,
                     scale_px: int | None = None, mask_threshold: float | None = None,
-                    progress: bool = False) -> list[Path]:
-    """Translates files and folders of images into ``out_dir``; returns the translations written.
+                    progress: bool = False) -> Translated:
+    """Translates files and folders of images into ``out_dir``. Every readable image is
+    translated; an unreadable one is named in the log and in the result, and costs no other
+    image its translation (each output is written whole or not at all).
 
     Raises:
-        AgganError: a missing input, an unreadable image (named; what was written stays intact),
-            or outputs that would overwrite an input or each other.
+        AgganError: a missing input, no readable input at all, or outputs that would overwrite
+            an input or each other.
     """
     if batch_size < 1:
         raise AgganError(f"--batch-size must be at least 1, got {batch_size}")
     paths = collect_inputs(inputs)
     check_outputs(paths, out_dir)
     prepare_output_dir(out_dir, "--out")
-    written = []
+    written: list[Path] = []
+    unreadable: list[str] = []
     with tqdm(total=len(paths), disable=not progress, unit="image") as bar:
-        for group, images in _batches(paths, batch_size):
+        for group, images in _batches(paths, batch_size, unreadable):
             try:
                 translated, masks = translate_tensor(translator, images, direction,
                                                      use_attention, scale_px=scale_px,
@@ -222,4 +251,9 @@ def translate_paths(translator: Translator, inputs: Sequence[Path], direction: D
                 write_png(mask, mask_path)
                 written.append(image_path)
             bar.update(len(group))
-    return written
+    if not written:
+        if len(unreadable) == 1:
+            raise AgganError(unreadable[0])
+        raise AgganError(f"none of the {len(unreadable)} inputs could be read (each is named "
+                         "above)")
+    return Translated(written, unreadable)
