@@ -14,11 +14,14 @@ import torch
 from PIL import Image
 
 from aggan.cli import main
-from aggan.demo import build_demo, domain_names, read_upload
+from aggan.config import build_config
+from aggan.demo import build_demo, domain_names, example_rows, load_demo_model, read_upload
 from aggan.errors import AgganError
-from aggan.model_folder import load_model
+from aggan.model_folder import export_model, load_model
+from aggan.synthetic import write_dataset
+from aggan.train import train
 from aggan.translate import translate_tensor
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, tiny_layer
 
 CHROMIUM = "/usr/bin/chromium"
 PHOTO = SHARED_DATA / "horse2zebra" / "testA" / "n02381460_1000.jpg"
@@ -135,3 +138,25 @@ def test_demo_command_reports_a_missing_model(capsys: pytest.CaptureFixture,
                                               tmp_path: Path) -> None:
     assert main(["demo", "--model", str(tmp_path / "nothing")]) == 2
     assert "aggan: error:" in capsys.readouterr().err
+
+
+def test_the_demo_finds_its_examples_from_any_folder(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model folder records its data relative to itself, so the examples are found whatever
+    the working directory (the shipped model's too, where shared/ is beside the checkout)."""
+    monkeypatch.chdir(tmp_path)
+    write_dataset(Path("scenes"), size_px=32, train_images=4, test_images=3, seed=0)
+    layer = tiny_layer(steps=6, attention_warmup_step=2, switch_step=4)
+    layer["data"]["root"] = "scenes"  # relative, as a user types it
+    train(build_config(layer), Path("run"), progress=False, tensorboard=False)
+    export_model(Path("run"), Path("models") / "tiny", dtype="float32")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rows = example_rows(load_demo_model(tmp_path / "models" / "tiny"))
+    assert [Path(photo).name for photo, _ in rows] == [
+        "testA_00000.png", "testA_00001.png", "testA_00002.png",
+        "testB_00000.png", "testB_00001.png", "testB_00002.png"]
+    assert all(Path(photo).is_file() for photo, _ in rows)
+    if (SHARED_DATA / "horse2zebra").is_dir():
+        assert example_rows(load_demo_model("horse2zebra-128"))

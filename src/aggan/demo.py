@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, write_png
-from aggan.model_folder import load_for_inference
+from aggan.model_folder import load_for_inference, recorded_data
 from aggan.networks import DIRECTIONS, Direction
 from aggan.translate import translate_tensor
 
@@ -35,7 +35,7 @@ class DemoModel:
     size_px: int
     use_attention: bool
     domains: tuple[str, str]  # what A and B are, e.g. ("horse", "zebra")
-    data_root: Path
+    data_root: Path | None  # the training data, where it is on this machine
 
 
 def domain_names(data_root: str) -> tuple[str, str]:
@@ -47,7 +47,7 @@ def domain_names(data_root: str) -> tuple[str, str]:
 def load_demo_model(source: str | Path) -> DemoModel:
     translator, config, use_attention = load_for_inference(source, torch.device("cpu"))
     return DemoModel(translator, config.data.size_px, use_attention,
-                     domain_names(config.data.root), Path(config.data.root))
+                     domain_names(config.data.root), recorded_data(source, config))
 
 
 def direction_label(model: DemoModel, direction: Direction) -> str:
@@ -107,7 +107,7 @@ def example_rows(model: DemoModel, folder: Path | None = None) -> list[list[str]
         return [[str(p), direction_label(model, "a2b")] for p in list_images(folder)]
     rows = []
     for direction, split in (("a2b", "testA"), ("b2a", "testB")):
-        if (model.data_root / split).is_dir():
+        if model.data_root is not None and (model.data_root / split).is_dir():
             rows += [[str(p), direction_label(model, direction)]
                      for p in list_images(model.data_root / split)[:EXAMPLES_PER_DOMAIN]]
     return rows

@@ -117,6 +117,28 @@ def _metrics_of(checkpoint: Path) -> dict[str, Any]:
         return {}
 
 
+def _data_relative_to(root: str, out_dir: Path) -> str:
+    if root == "synthetic" or not Path(root).is_dir():
+        return root
+    return os.path.relpath(Path(root).resolve(), out_dir.resolve())
+
+
+def recorded_data(source: str | Path, config: RunConfig) -> Path | None:
+    """The folder of the data a model was trained on, where it is on this machine: a model
+    folder records it relative to itself; a run folder or checkpoint as its run was given it
+    (relative to where the training ran). None for the synthetic scenes or data not here."""
+    path = Path(source)
+    if path.exists() and not is_model_folder(path):
+        recorded = Path(config.data.root)
+    else:
+        folder = find_model(source)
+        data = json.loads((folder / CONFIG_FILE).read_text()).get("data", "synthetic")
+        recorded = folder / data
+    if config.data.root == "synthetic" or not recorded.is_dir():
+        return None
+    return recorded
+
+
 def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto",
                  device: torch.device | None = None,
                  metrics: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -162,7 +184,9 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
         "aggan_version": __version__,
         "variant": config.model.variant,
         "size_px": config.data.size_px,  # the training crop: translate runs the networks there
-        "data": config.data.root,
+        # Relative to the model folder where the data is a folder here (the demo finds its
+        # examples from any working directory); "synthetic" as it is.
+        "data": _data_relative_to(config.data.root, out_dir),
         "step": step, "total_steps": schedule.total_steps,
         "weights": {"dtype": stored, "float16_max_level_change": change,
                     "checked_on": checked_on if change is not None else None},
