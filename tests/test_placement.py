@@ -26,7 +26,6 @@ from aggan.metrics.placement import (
     GREY,
     fit_domain_probe,
     greyed,
-    hardened,
     placement,
     shift_offsets,
     training_probe,
@@ -239,19 +238,3 @@ def test_the_switch_can_freeze_the_best_placed_attention(
 def test_best_placement_needs_held_out_images() -> None:
     with pytest.raises(AgganError, match=r"data\.validation_images and train\.placement_images"):
         build_config(tiny_layer(switch_attention="best-placement"))
-
-
-def test_a_mask_is_scored_by_where_it_is_not_how_hard_it_is() -> None:
-    """The measure hardens each mask to its own area (its highest pixels): a soft mask and the
-    hard region it ranks highest are scored alike, a mask of ones stays ones."""
-    soft = torch.zeros(1, 8, 8)
-    soft[:, 2:4, 2:6] = 0.5
-    soft[:, 2, 2:6] = 0.9  # mean (4 * 0.9 + 4 * 0.5) / 64 = 0.0875: its 6 highest pixels
-    hard = hardened(soft)
-    assert hard.sum() == round(float(soft.mean()) * 64) == 6
-    assert hard[:, 2, 2:6].sum() == 4 and hard[:, 3, 2:6].sum() == 2
-    assert set(hard.unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(hardened(torch.ones(1, 4, 4)), torch.ones(1, 4, 4))
-    assert hardened(torch.zeros(1, 4, 4)).sum() == 0
-    binary = (torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.7).float()
-    assert torch.equal(hardened(binary), binary)

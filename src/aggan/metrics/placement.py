@@ -5,14 +5,11 @@ classifier that tells the domains apart therefore takes its evidence from the ob
 mask on the objects hides that evidence when the region it covers is greyed out. The same mask
 moved elsewhere in the photo hides less. So, per photo ``x`` with mask ``m``:
 
-    placement = mean_k L(grey(x, shift_k(h))) - L(grey(x, h))
+    placement = mean_k L(grey(x, shift_k(m))) - L(grey(x, m))
 
-where ``h`` is the mask hardened to its own area (its ``mean(m) * H * W`` highest pixels set to
-1, the rest 0: the measure asks where a mask is, and a hard region hides more than a soft one of
-the same mean, which would favour hard masks over soft ones), ``L`` is the classifier's
-log-odds for the photo's own (source) domain, ``grey(x, h)`` is ``x * (1 - h) + grey * h``, and
-``shift_k`` are circular shifts by a quarter to three quarters of each side (the same shape and
-area, placed elsewhere). Log-odds, as in Zintgraf et
+where ``L`` is the classifier's log-odds for the photo's own (source) domain, ``grey(x, m)``
+is ``x * (1 - m) + grey * m``, and ``shift_k`` are circular shifts by a quarter to three
+quarters of each side (the same shape and area, placed elsewhere). Log-odds, as in Zintgraf et
 al.'s prediction difference analysis, so that a confidently classified photo counts as much as
 an uncertain one. Read it as: how many nats of domain evidence the mask hides beyond a mask of
 the same shape at a chance place. 0 is chance; a mask of ones scores 0 exactly (every shift is
@@ -174,21 +171,11 @@ def as_float_mask(mask: Tensor) -> Tensor:
     return mask.float() / 255 if mask.dtype == torch.uint8 else mask.float()
 
 
-def hardened(mask: Tensor) -> Tensor:
-    """The mask's ``round(mean * H * W)`` highest pixels set to 1, the rest 0 (float (1, H, W)):
-    a hard region of the soft mask's area, where the mask is highest."""
-    count = round(float(mask.mean()) * mask.numel())
-    flat = torch.zeros(mask.numel())
-    if count:
-        flat[torch.topk(mask.flatten(), count, sorted=False).indices] = 1.0
-    return flat.view_as(mask)
-
-
 def _occlusions(images: Sequence[Tensor], masks: Sequence[Tensor], shifts: int
                 ) -> Iterator[Tensor]:
     generator = torch.Generator().manual_seed(SEED)
     for image, mask in zip(images, masks, strict=True):
-        mask = hardened(as_float_mask(mask))
+        mask = as_float_mask(mask)
         yield greyed(image, mask)
         for dy, dx in shift_offsets(shifts, *mask.shape[-2:], generator):
             yield greyed(image, torch.roll(mask, (dy, dx), dims=(-2, -1)))
