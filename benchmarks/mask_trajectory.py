@@ -3,8 +3,10 @@
 Reads the run folders' ``stats.jsonl`` (the mean mask of each logged training batch) and
 ``metrics.jsonl`` (the mask placement at the sample steps after the warm-up,
 ``train.placement_images``) and, with ``--test-images N``, measures every saved checkpoint on N
-test images per domain (mean mask and the share of pixels above 0.5). Prints a table per run and
-a final JSON line; ``--json`` writes the results.
+test images per domain (mean mask and the share of pixels above 0.5); with
+``--placement-images N`` every checkpoint's mask placement on N images per direction, as the
+training log measures it (so runs logged with another version of the measure, or none, can be
+compared). Prints a table per run and a final JSON line; ``--json`` writes the results.
 
 The criterion of issue #11: after the warm-up, the logged mean mask stays between 0.05 and 0.95
 at every log step, in both directions. The criterion of issue #27 ("placed"): from the switch on,
@@ -16,6 +18,7 @@ the logged placement is above chance (0 nats) at every sample step, in both dire
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -25,6 +28,7 @@ import torch
 
 from aggan.checkpoint import load_translator, step_file
 from aggan.images import write_json
+from aggan.metrics.monitor import PlacementMonitor
 from aggan.networks import DIRECTIONS, source_domain
 from aggan.run_folder import fixed_samples
 
@@ -58,25 +62,34 @@ def logged_placement(run_dir: Path) -> list[dict[str, float]]:
 
 
 @torch.no_grad()
-def checkpoint_masks(run_dir: Path, images: int) -> list[dict[str, float]]:
-    """Mean mask and area above 0.5 of every ``checkpoints/step-N.pt`` on the test images."""
+def checkpoint_masks(run_dir: Path, images: int, placement_images: int
+                     ) -> list[dict[str, float]]:
+    """Mean mask and area above 0.5 of every ``checkpoints/step-N.pt`` on the test images, and
+    (``placement_images``) the placement of its masks after the warm-up."""
     rows = []
+    monitor = None
     steps = sorted(int(m.group(1)) for path in (run_dir / "checkpoints").glob("step-*.pt")
                    if (m := re.fullmatch(r"step-(\d+)\.pt", path.name)))
     for step in steps:
         translator, config, use_attention = load_translator(
             run_dir / "checkpoints" / step_file(step), torch.device("cpu"))
         row: dict[str, float] = {"step": step}
-        for direction in DIRECTIONS:
+        for direction in DIRECTIONS if images else ():
             batch = fixed_samples(config, source_domain(direction), images)
             _, mask = translator(batch, direction, use_attention)
             row[f"mean_{direction}"] = float(mask.mean())
             row[f"area_{direction}"] = float((mask > 0.5).float().mean())
+        if placement_images and use_attention:
+            if monitor is None:
+                monitor = PlacementMonitor(dataclasses.replace(config, train=dataclasses.replace(
+                    config.train, placement_images=placement_images)), torch.device("cpu"))
+            row |= {key.removeprefix("placement/"): value
+                    for key, value in monitor.measure(translator).items()}
         rows.append(row)
     return rows
 
 
-def summarize(run_dir: Path, test_images: int) -> dict[str, Any]:
+def summarize(run_dir: Path, test_images: int, placement_images: int) -> dict[str, Any]:
     warmup_end, logged = logged_masks(run_dir)
     values = [row[domain] for row in logged for domain in ("a", "b")]
     alive = bool(values) and all(ALIVE[0] <= value <= ALIVE[1] for value in values)
@@ -89,7 +102,8 @@ def summarize(run_dir: Path, test_images: int) -> dict[str, Any]:
             "min_after_warmup": min(values, default=float("nan")),
             "max_after_warmup": max(values, default=float("nan")), "alive": alive,
             "placement": placement, "placed": placed,
-            "checkpoints": checkpoint_masks(run_dir, test_images) if test_images else []}
+            "checkpoints": (checkpoint_masks(run_dir, test_images, placement_images)
+                            if test_images or placement_images else [])}
 
 
 def main() -> None:
@@ -97,13 +111,16 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--test-images", type=int, default=0,
                         help="measure each checkpoint on this many test images per domain")
+    parser.add_argument("--placement-images", type=int, default=0,
+                        help="measure each checkpoint's mask placement on this many test images "
+                        "per direction")
     parser.add_argument("--every", type=int, default=100, help="print every N steps")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     for run in args.runs:
         if not (run / "stats.jsonl").is_file():
             parser.error(f"{run} holds no stats.jsonl (not a run folder, or not started)")
-    results = [summarize(run, args.test_images) for run in args.runs]
+    results = [summarize(run, args.test_images, args.placement_images) for run in args.runs]
     for result in results:
         print(f"\n{result['run']}: warm-up until {result['warmup_end']}, mean mask after it "
               f"{result['min_after_warmup']:.3f} to {result['max_after_warmup']:.3f} "
@@ -121,12 +138,20 @@ def main() -> None:
                 print(f"| {row['step']} | " + " | ".join(
                     f"{row[f'nats_{d}']:+.2f} +- {row[f'nats_stderr_{d}']:.2f} "
                     f"({row[f'hit_rate_{d}']:.0%})" for d in DIRECTIONS) + " |")
-        if result["checkpoints"]:
+        if args.test_images:
             print("| checkpoint | test mean a2b | area>0.5 a2b | test mean b2a | area>0.5 b2a |")
             print("|---|---|---|---|---|")
             for row in result["checkpoints"]:
                 print(f"| {row['step']} | {row['mean_a2b']:.3f} | {row['area_a2b']:.3f} | "
                       f"{row['mean_b2a']:.3f} | {row['area_b2a']:.3f} |")
+        if args.placement_images:
+            print(f"| checkpoint | placement a2b ({args.placement_images} images) | "
+                  "placement b2a |\n|---|---|---|")
+            for row in result["checkpoints"]:
+                if "nats_a2b" in row:
+                    print(f"| {row['step']} | " + " | ".join(
+                        f"{row[f'nats_{d}']:+.2f} +- {row[f'nats_stderr_{d}']:.2f} "
+                        f"({row[f'hit_rate_{d}']:.0%})" for d in DIRECTIONS) + " |")
     if args.json:
         write_json(args.json, results)
     print(json.dumps([{key: value for key, value in result.items() if key != "logged"}

@@ -7,7 +7,8 @@ three label-free measures:
 - ``complement``: 1 - mask (the rest of the photo);
 - ``random place``: the mask circularly shifted by a seeded random offset (same shape, same area);
 - ``ones``: a mask of ones (everything);
-- ``centred blob``: a centred disk of the mask's area.
+- ``centred blob``: the mask's own values rearranged into a centred disk, the highest at the
+  centre (the same area and the same softness, placed where a photographer puts the subject).
 The measures:
 - ``occlusion``: ``aggan.metrics.placement`` (nats of domain evidence the mask hides beyond the
   same shape elsewhere; a probe on the training photos' Inception features), with its hit rate
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,18 @@ from real_quality import test_photos
 
 
 def centred_blob(mask: Tensor) -> Tensor:
-    """A centred disk with the mask's area (its mean), as float (N, 1, H, W)."""
+    """Each mask's values rearranged by distance to the centre, highest nearest: a centred blob
+    with the mask's area and softness (its histogram), as float (N, 1, H, W)."""
     height, width = mask.shape[-2:]
     rows = torch.arange(height).view(-1, 1) - (height - 1) / 2
     columns = torch.arange(width).view(1, -1) - (width - 1) / 2
-    distance = (rows ** 2 + columns ** 2).sqrt()
-    blobs = [(distance <= math.sqrt(float(m.mean()) * height * width / math.pi)).float()
-             for m in mask]
-    return torch.stack(blobs)[:, None]
+    nearest_first = (rows ** 2 + columns ** 2).flatten().argsort(stable=True)
+    blobs = []
+    for m in mask:
+        blob = torch.empty(height * width)
+        blob[nearest_first] = m.flatten().sort(descending=True).values
+        blobs.append(blob.view(1, height, width))
+    return torch.stack(blobs)
 
 
 def random_place(mask: Tensor, seed: int = 1) -> Tensor:
