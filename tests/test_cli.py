@@ -153,16 +153,19 @@ def test_bad_image_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], kin
     assert_one_line_error(code, err, "none.pt")
 
 
-def test_bad_image_while_translating_keeps_earlier_outputs(
+def test_bad_image_while_translating_keeps_the_outputs_around_it(
         tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     Image.new("RGB", (20, 20), (9, 9, 9)).save(inputs / "a_good.png")
     (inputs / "b_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    Image.new("RGB", (20, 20), (99, 9, 9)).save(inputs / "c_good.png")
     code, _, err = run_cli(capsys, "translate", "--checkpoint", tiny_run, "--input", inputs,
                            "--out", tmp_path / "out", "--direction", "a2b", "--device", "cpu")
-    assert_one_line_error(code, err, "b_bad.png")
-    assert Image.open(tmp_path / "out" / "a_good.png").size == (20, 20)
+    assert code == 1 and "1 input(s) could not be read" in err
+    for name in ("a_good.png", "c_good.png"):
+        assert Image.open(tmp_path / "out" / name).size == (20, 20)
+    assert not (tmp_path / "out" / "b_bad.png").exists()
 
 
 def test_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -208,7 +211,7 @@ def test_module_entry_point_errors_without_traceback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"aggan: error: --model: {tmp_path / 'nope'} does not exist"]
+        f"aggan: error: --model: no such model folder: {tmp_path / 'nope'}"]
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:

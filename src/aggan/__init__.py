@@ -1,8 +1,9 @@
 """aggan: unsupervised attention-guided image-to-image translation (Mejjati et al., NeurIPS 2018).
 
-Library entry points: :class:`aggan.Translator` (``Translator.from_pretrained``),
-:func:`aggan.train.train`, :func:`aggan.translate.translate_paths`,
-:class:`aggan.config.RunConfig`; the command line is ``aggan`` (:mod:`aggan.cli`).
+Library entry points: :class:`aggan.Pipeline` (``Pipeline.from_pretrained(...)`` then call it
+on a path, a PIL image or an array), :class:`aggan.Translator` (the networks),
+:func:`aggan.train.train`, :class:`aggan.config.RunConfig`; the command line is ``aggan``
+(:mod:`aggan.cli`).
 """
 
 from typing import Any
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from aggan.networks import Translator
 
         return Translator
+    if name == "Pipeline":
+        from aggan.pipeline import Pipeline
+
+        return Pipeline
     raise AttributeError(f"module 'aggan' has no attribute {name!r}")

@@ -373,18 +373,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_translate(args: argparse.Namespace) -> int:
-    from aggan.device import resolve_device
-    from aggan.model_folder import load_for_inference
-    from aggan.translate import check_mask_threshold, parse_scale, scale_px, translate_paths
+    from aggan.pipeline import Pipeline
+    from aggan.translate import check_mask_threshold, parse_scale
 
     scale = parse_scale(args.scale)
     check_mask_threshold(args.mask_threshold)
-    device = resolve_device(args.device)
-    translator, config, use_attention = load_for_inference(args.model, device)
-    result = translate_paths(translator, args.input, args.direction, args.out,
-                             use_attention=use_attention, batch_size=args.batch_size,
-                             scale_px=scale_px(scale, config.data.size_px),
-                             mask_threshold=args.mask_threshold, progress=sys.stderr.isatty())
+    pipeline = Pipeline.from_pretrained(args.model, device=args.device)
+    result = pipeline.translate_files(args.input, args.direction, args.out, scale=scale,
+                                      mask_threshold=args.mask_threshold,
+                                      batch_size=args.batch_size, progress=sys.stderr.isatty())
     print(f"translated {len(result.written)} images {args.direction} into {args.out}")
     if result.unreadable:
         # Non-zero, so that a script notices; every readable image was translated.

@@ -20,9 +20,9 @@ from PIL import Image, UnidentifiedImageError
 
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, write_png
-from aggan.model_folder import load_for_inference, recorded_data
+from aggan.model_folder import recorded_data
 from aggan.networks import DIRECTIONS, Direction
-from aggan.translate import translate_tensor
+from aggan.pipeline import Pipeline
 
 MAX_MEGAPIXELS = 24.0  # a 24 MP photo takes about 2 GB and a few seconds here; more is refused
 EXAMPLES_PER_DOMAIN = 3
@@ -31,9 +31,7 @@ OVERLAY_COLOUR = np.array([255, 40, 40])
 
 @dataclass(frozen=True)
 class DemoModel:
-    translator: torch.nn.Module
-    size_px: int
-    use_attention: bool
+    pipeline: Pipeline
     domains: tuple[str, str]  # what A and B are, e.g. ("horse", "zebra")
     data_root: Path | None  # the training data, where it is on this machine
 
@@ -45,9 +43,9 @@ def domain_names(data_root: str) -> tuple[str, str]:
 
 
 def load_demo_model(source: str | Path) -> DemoModel:
-    translator, config, use_attention = load_for_inference(source, torch.device("cpu"))
-    return DemoModel(translator, config.data.size_px, use_attention,
-                     domain_names(config.data.root), recorded_data(source, config))
+    pipeline = Pipeline.from_pretrained(source, device="cpu")
+    config = pipeline.config
+    return DemoModel(pipeline, domain_names(config.data.root), recorded_data(source, config))
 
 
 def direction_label(model: DemoModel, direction: Direction) -> str:
@@ -88,8 +86,7 @@ def translate_upload(model: DemoModel, path: str | Path | None, direction: Direc
                      out_dir: Path) -> dict[str, Any]:
     """Translates one upload; the result is also written as a full-resolution PNG."""
     image = read_upload(path)
-    translation, mask = translate_tensor(model.translator, image[None], direction,
-                                         model.use_attention, scale_px=model.size_px)
+    translation, mask = model.pipeline.translate_tensors(image[None], direction)
     photo = image.permute(1, 2, 0).numpy()
     result = translation[0].permute(1, 2, 0).numpy()
     mask_2d = mask[0, 0].numpy()

@@ -226,7 +226,8 @@ def find_model(name: str | Path) -> Path:
     text = str(name)
     roots = [Path(os.environ["AGGAN_MODELS"])] if os.environ.get("AGGAN_MODELS") else []
     if _looks_like_a_path(text):
-        raise AgganError(f"--model: no such model folder: {path} (looked for {path.absolute()})")
+        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+        raise AgganError(f"--model: no such model folder: {path}{where}")
     for root in [*roots, REPOSITORY_MODELS]:
         if is_model_folder(root / text):
             return root / text

@@ -118,7 +118,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     # Rows after the start step are from a run killed before it saved them: dropped.
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
-    placement = placement_monitor(config, device) if main else None
+    placement = placement_monitor(config, device, images) if main else None
     if config.train.switch_attention == "best-placement" and (
             context.enabled or placement is None):
         raise AgganError("train.switch_attention=best-placement needs the mask placement during "

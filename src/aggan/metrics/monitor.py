@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from aggan.config import VARIANTS, RunConfig
-from aggan.data import monitored_domain, open_domain
+from aggan.data import DomainImages, monitored_domain, open_domain
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import default_cache_dir, fid_kid
 from aggan.metrics.inception import InceptionFeatures
@@ -77,9 +78,11 @@ class PlacementMonitor:
     ``aggan evaluate`` does (at the training scale). The probe is fit once, on training images
     (features cached)."""
 
-    def __init__(self, config: RunConfig, device: torch.device) -> None:
+    def __init__(self, config: RunConfig, device: torch.device,
+                 training: Mapping[str, DomainImages] | None = None) -> None:
         self.inception = _inception(config, device)
-        self.probe = training_probe(config.data, self.inception, default_cache_dir())
+        self.probe = training_probe(config.data, self.inception, default_cache_dir(),
+                                    training=training)
         self.size_px = config.data.size_px
         self.inputs: dict[Direction, list[Tensor]] = {}
         for direction in DIRECTIONS:
@@ -105,16 +108,19 @@ class PlacementMonitor:
         return values
 
 
-def placement_monitor(config: RunConfig, device: torch.device) -> PlacementMonitor | None:
-    """The placement monitor where ``train.placement_images`` asks for one, the variant has
-    attention and the data are photos (the synthetic scenes have ground truth instead: mask IoU
+def placement_monitor(config: RunConfig, device: torch.device,
+                      training: Mapping[str, DomainImages] | None = None
+                      ) -> PlacementMonitor | None:
+    """The placement monitor (its probe fit on ``training``, the run's open training images,
+    where given) where ``train.placement_images`` asks for one, the variant has attention and
+    the data are photos (the synthetic scenes have ground truth instead: mask IoU
     in the run's metrics.json). It needs the FID Inception and enough training images for the
     probe: without them the run trains on, and says once that placement is not logged."""
     if (not config.train.placement_images or not VARIANTS[config.model.variant].attention
             or config.data.root == "synthetic"):
         return None
     try:
-        return PlacementMonitor(config, device)
+        return PlacementMonitor(config, device, training)
     except AgganError as error:
         logger.warning("mask placement is not logged (train.placement_images): %s", error)
         return None

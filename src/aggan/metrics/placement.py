@@ -28,7 +28,7 @@ too) and agreement with image edges rewards texture wherever it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from aggan.config import DataConfig
-from aggan.data import split_training
+from aggan.data import DomainImages, split_training
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import cached_features, domain_identity
 from aggan.metrics.inception import InceptionFeatures
@@ -122,11 +122,13 @@ def fit_domain_probe(features_a: Tensor, features_b: Tensor) -> DomainProbe:
 
 
 def training_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None,
-                   images_per_domain: int = PROBE_IMAGES) -> DomainProbe:
+                   images_per_domain: int = PROBE_IMAGES,
+                   training: Mapping[str, DomainImages] | None = None) -> DomainProbe:
     """The probe fit on up to ``images_per_domain`` training images of each domain of ``data``
     (a seeded draw, never one of the validation images; their features cached like the test
-    sets')."""
-    images_by_domain = {domain: split_training(data, domain)[0] for domain in ("a", "b")}
+    sets'). ``training``: those images by domain where the caller has them open already."""
+    images_by_domain = training or {domain: split_training(data, domain)[0]
+                                    for domain in ("a", "b")}
     if min(len(images) for images in images_by_domain.values()) < MIN_PROBE_IMAGES:
         raise AgganError(f"the placement probe needs at least {MIN_PROBE_IMAGES} training "
                          f"images per domain in {data.root}")
