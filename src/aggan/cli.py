@@ -537,22 +537,23 @@ def _run_data_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-class _ConsoleLog(logging.Handler):
+class _SourceFormatter(logging.Formatter):
+    """``aggan: message`` for our lines, ``onnxscript: message`` for a library's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        source = "aggan" if record.name.startswith("aggan") else record.name.split(".")[0]
+        return f"{source}: {super().format(record)}"
+
+
+def _console_log() -> logging.Handler:
     """The console's log: aggan's own lines from INFO up, other libraries' from WARNING up,
     each named by where it came from. A library's INFO chatter (the ONNX exporter's hundred
     lines) is not ours to print as if we said it; it still reaches a run's log.txt."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stream = logging.StreamHandler()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.startswith("aggan") or record.levelno >= logging.WARNING
-
-    def emit(self, record: logging.LogRecord) -> None:
-        source = "aggan" if record.name.startswith("aggan") else record.name.split(".")[0]
-        self.stream.setFormatter(logging.Formatter(f"{source}: %(message)s"))
-        self.stream.emit(record)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_SourceFormatter("%(message)s"))
+    handler.addFilter(lambda record: record.name.startswith("aggan")
+                      or record.levelno >= logging.WARNING)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = logging.getLogger()
     if not root.handlers:
-        root.addHandler(_ConsoleLog())
+        root.addHandler(_console_log())
         root.setLevel(logging.INFO)
     try:
         return args.run(args)
