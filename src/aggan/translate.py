@@ -106,7 +106,7 @@ def _batches(paths: Sequence[Path], batch_size: int, unreadable: list[str]
         try:
             image = read_image(path)
         except AgganError as error:
-            logger.warning("skipped %s", error)
+            logger.warning("skipped: %s", error)
             unreadable.append(str(error))
             continue
         if has_alpha(path):
