@@ -113,7 +113,7 @@ def test_translating_aggan_output_overwrites_nothing(tmp_path: Path,
     for name in ("x", "x_mask", "y", "y_mask", "z", "z_mask"):
         random_image(rng, 16, 16).save(tmp_path / f"{name}.png")
     written = translate_paths(translator, [tmp_path], "a2b", tmp_path / "out",
-                              use_attention=True)
+                              use_attention=True).written
     assert len(written) == 6
     files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png"))
     assert len(files) == 12

@@ -207,14 +207,17 @@ def check_no_masks(paths: list[Path], flag: str) -> None:
 def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
                      cache_dir: Path | None, out_dir: Path | None) -> dict[str, Any]:
     """FID and KID between two folders of images, both cached."""
-    features = []
-    for flag, folder in (("--real", real), ("--fake", fake)):
+    listed = []
+    for flag, folder in (("--real", real), ("--fake", fake)):  # both checked before any work
         if not folder.is_dir():
             raise AgganError(f"{flag}: {folder} does not exist or is not a folder")
         paths = list_images(folder)
         if not paths:
             raise AgganError(f"{flag}: {folder} holds no images")
         check_no_masks(paths, flag)
+        listed.append((flag, paths))
+    features = []
+    for flag, paths in listed:
         features.append(cached_features(
             files_identity(paths), len(paths), inception.sha1, cache_dir,
             lambda paths=paths, flag=flag: inception.extract(
