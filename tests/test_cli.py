@@ -250,13 +250,22 @@ def test_other_libraries_info_lines_stay_off_the_console(tmp_path: Path) -> None
         "    logging.getLogger('onnxscript.optimizer').warning('a real warning')\n"
         "    logging.getLogger('aggan.export').info('wrote model.onnx')\n"
         "    return 0\n"
+        "log_file = sys.argv[2] if len(sys.argv) > 2 else None\n"
         "cli.build_parser = lambda: type('P', (), {'parse_args': lambda self, argv: "
-        "argparse.Namespace(run=run)})()\n"
-        "sys.exit(cli.main([]))\n")
+        "argparse.Namespace(run=run, log_file=log_file)})()\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["onnxscript: a real warning", "aggan: wrote model.onnx"]
+    # --log-file keeps everything, the libraries' INFO lines included; the console is the same.
+    result = subprocess.run([sys.executable, "-c", script, "--log-file", "all.log"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.stderr.splitlines() == ["onnxscript: a real warning", "aggan: wrote model.onnx"]
+    logged = (tmp_path / "all.log").read_text()
+    for line in ("onnx_ir.passes: Replaced initializer x", "onnxscript.optimizer: a real warning",
+                 "aggan.export: wrote model.onnx"):
+        assert line in logged
 
 
 def test_unreadable_files_do_not_stop_a_folder(tiny_run: Path, tmp_path: Path,

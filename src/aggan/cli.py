@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aggan", description="Unsupervised attention-guided image-to-image "
                      "translation (Mejjati et al., NeurIPS 2018).")
     parser.add_argument("--version", action="version", version=f"aggan {__version__}")
+    parser.add_argument("--log-file", type=Path, metavar="FILE",
+                        help="also write everything logged, other libraries' lines and debug "
+                        "lines included, to FILE (appended)")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(subparsers)
     _add_translate(subparsers)
@@ -321,6 +324,7 @@ def _setup_file_log(run_dir: Path) -> None:
 
     prepare_output_dir(run_dir, "--out")
     handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setLevel(logging.INFO)  # debug lines go to --log-file only
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
 
@@ -550,6 +554,7 @@ def _console_log() -> logging.Handler:
     each named by where it came from. A library's INFO chatter (the ONNX exporter's hundred
     lines) is not ours to print as if we said it; it still reaches a run's log.txt."""
     handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
     handler.setFormatter(_SourceFormatter("%(message)s"))
     handler.addFilter(lambda record: record.name.startswith("aggan")
                       or record.levelno >= logging.WARNING)
@@ -564,6 +569,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not root.handlers:
         root.addHandler(_console_log())
         root.setLevel(logging.INFO)
+    if args.log_file is not None:
+        try:
+            log_file = logging.FileHandler(args.log_file)
+        except OSError as error:
+            print(f"aggan: error: --log-file: cannot write {args.log_file}: "
+                  f"{error.strerror or error}", file=sys.stderr)
+            return 2
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(log_file)
+        root.setLevel(logging.DEBUG)
     try:
         return args.run(args)
     except AgganError as error:
