@@ -26,7 +26,7 @@ import torch
 from aggan.config import ModelConfig
 from aggan.export import check_images, export_graph
 from aggan.images import write_json
-from aggan.model_folder import load_model
+from aggan.loading import load_model
 from aggan.networks import Translator
 from aggan.translate import translate_tensor
 from speed import cpu_name  # benchmarks/speed.py

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from aggan.images import list_images, write_json
-from aggan.model_folder import load_for_inference
+from aggan.loading import load_model
 from aggan.translate import scale_px, translate_tensor
 from speed import cpu_name  # benchmarks/speed.py, beside this script
 
@@ -51,7 +51,8 @@ def _mosaic(paths: list[Path], size: int) -> torch.Tensor:
 def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
     """One mode in this process: time, peak memory, untouched pixels."""
     torch.set_num_threads(args.threads)
-    translator, config, use_attention = load_for_inference(args.model, torch.device("cpu"))
+    model = load_model(args.model, torch.device("cpu"))
+    translator, config, use_attention = model.translator, model.config, model.use_attention
     source = "testA" if args.direction == "a2b" else "testB"
     paths = list_images(Path(args.data) / source)
     limit = args.limit if args.mode == "train" else args.native_limit

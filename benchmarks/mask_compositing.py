@@ -24,11 +24,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from aggan.domains import DIRECTIONS, source_domain, target_domain
 from aggan.images import to_float, to_uint8, write_json
+from aggan.loading import load_model
 from aggan.metrics.fid_kid import fid_kid
 from aggan.metrics.inception import InceptionFeatures
-from aggan.model_folder import load_for_inference
-from aggan.networks import DIRECTIONS, composite, source_domain, target_domain
+from aggan.networks import composite
 from real_quality import test_photos
 
 
@@ -57,7 +58,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    translator, config, _ = load_for_inference(args.aggan, torch.device("cpu"))
+    model = load_model(args.aggan, torch.device("cpu"))
+    translator, config = model.translator, model.config
     size = config.data.size_px
     photos = {domain: test_photos(args.data, domain, size) for domain in ("a", "b")}
     inception = InceptionFeatures()

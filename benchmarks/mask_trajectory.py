@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from aggan.checkpoint import load_translator, step_file
+from aggan.checkpoint import step_file
+from aggan.data import fixed_samples
+from aggan.domains import DIRECTIONS, source_domain
 from aggan.images import write_json
+from aggan.loading import load_model
 from aggan.metrics.monitor import PlacementMonitor
-from aggan.networks import DIRECTIONS, source_domain
-from aggan.run_folder import fixed_samples
 
 ALIVE = (0.05, 0.95)  # the mean mask after the warm-up must stay inside this range
 
@@ -71,11 +72,11 @@ def checkpoint_masks(run_dir: Path, images: int, placement_images: int
     steps = sorted(int(m.group(1)) for path in (run_dir / "checkpoints").glob("step-*.pt")
                    if (m := re.fullmatch(r"step-(\d+)\.pt", path.name)))
     for step in steps:
-        translator, config, use_attention = load_translator(
-            run_dir / "checkpoints" / step_file(step), torch.device("cpu"))
+        model = load_model(run_dir / "checkpoints" / step_file(step), torch.device("cpu"))
+        translator, config, use_attention = model.translator, model.config, model.use_attention
         row: dict[str, float] = {"step": step}
         for direction in DIRECTIONS if images else ():
-            batch = fixed_samples(config, source_domain(direction), images)
+            batch = fixed_samples(config.data, source_domain(direction), images)
             _, mask = translator(batch, direction, use_attention)
             row[f"mean_{direction}"] = float(mask.mean())
             row[f"area_{direction}"] = float((mask > 0.5).float().mean())

@@ -36,12 +36,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from aggan.config import DataConfig
+from aggan.domains import DIRECTIONS, reverse, source_domain
 from aggan.images import to_float, write_json
+from aggan.loading import load_model
 from aggan.metrics.fid_kid import default_cache_dir
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import placement, training_probe
-from aggan.model_folder import load_for_inference
-from aggan.networks import DIRECTIONS, composite, reverse, source_domain
+from aggan.networks import composite
 from real_quality import test_photos
 
 
@@ -105,7 +106,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    translator, config, use_attention = load_for_inference(args.model, torch.device("cpu"))
+    model = load_model(args.model, torch.device("cpu"))
+    translator, config, use_attention = model.translator, model.config, model.use_attention
     size = config.data.size_px
     inception = InceptionFeatures()
     probe = training_probe(dataclasses.replace(DataConfig(), root=str(args.data)), inception,

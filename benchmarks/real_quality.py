@@ -31,12 +31,12 @@ from torchvision.utils import make_grid
 
 from aggan.config import DataConfig
 from aggan.data import FolderDomain
+from aggan.domains import DIRECTIONS, Direction, source_domain, target_domain
 from aggan.images import write_json, write_png
+from aggan.loading import load_model
 from aggan.metrics.fid_kid import default_cache_dir, fid_kid, frechet_distance
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import placement, training_probe
-from aggan.model_folder import load_for_inference
-from aggan.networks import DIRECTIONS, Direction, source_domain, target_domain
 from aggan.translate import translate_tensor
 
 CHANGED_LEVELS = 8  # a pixel counts as changed above this many 8-bit levels in any channel
@@ -56,7 +56,8 @@ def translate_all(source: str | None, inputs: Tensor, direction: Direction
     """Translations (and masks) of ``inputs`` by a model; the identity when ``source`` is None."""
     if source is None:
         return inputs, None
-    translator, _, use_attention = load_for_inference(source, torch.device("cpu"))
+    model = load_model(source, torch.device("cpu"))
+    translator, use_attention = model.translator, model.use_attention
     outputs, masks = zip(*(translate_tensor(translator, image[None], direction, use_attention)
                            for image in inputs), strict=True)
     return torch.cat(outputs), torch.cat(masks)
@@ -88,7 +89,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    _, config, _ = load_for_inference(args.aggan, torch.device("cpu"))
+    model = load_model(args.aggan, torch.device("cpu"))
+    config = model.config
     size = args.size or config.data.size_px
     photos = {domain: test_photos(args.data, domain, size) for domain in ("a", "b")}
     inception = InceptionFeatures()

@@ -41,7 +41,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from aggan import distributed
-from aggan.checkpoint import TrainState, build_state
 from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
 from aggan.device import has_fast_bf16, resolve_device, tensor_layout
@@ -49,6 +48,7 @@ from aggan.images import write_json
 from aggan.losses import loss_weights
 from aggan.schedule import Phase
 from aggan.step import StepModules, step_modules, training_step
+from aggan.train_state import TrainState, build_state
 from aggan.translate import translate_tensor
 
 # Option sets: config overrides of the default run. "plain": contiguous (NCHW) tensors, the

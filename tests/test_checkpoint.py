@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aggan.checkpoint import load_checkpoint, load_translator
+from aggan.checkpoint import load_checkpoint
 from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
 from aggan.images import read_image, write_png
-from aggan.model_folder import WEIGHTS_FILE, export_model, load_model
+from aggan.loading import load_model
+from aggan.model_folder import WEIGHTS_FILE, export_model
 from aggan.networks import Translator
 from aggan.train import train
 from aggan.translate import translate_tensor
@@ -31,11 +32,11 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_translator_loads_from_folder_or_file(trained_run: Path) -> None:
-    translator, config, use_attention = load_translator(trained_run, torch.device("cpu"))
-    assert config.model.generator_width == 8 and not translator.training
-    assert not use_attention  # the run stopped inside its warm-up: mask fixed at 1
-    again, _, _ = load_translator(trained_run / "checkpoints" / "step-0000002.pt",
-                                  torch.device("cpu"))
+    model = load_model(trained_run, torch.device("cpu"))
+    assert model.config.model.generator_width == 8 and not model.translator.training
+    assert not model.use_attention  # the run stopped inside its warm-up: mask fixed at 1
+    assert model.source == trained_run / "checkpoints" / "latest.pt"
+    again = load_model(trained_run / "checkpoints" / "step-0000002.pt").translator
     assert again.generators["a2b"].layers[0].weight.shape == (8, 3, 7, 7)
 
 
@@ -73,7 +74,7 @@ def test_state_dict_that_does_not_fit_is_named(tmp_path: Path, trained_run: Path
     wrong = tmp_path / "wrong.pt"
     torch.save(state, wrong)
     with pytest.raises(AgganError, match=r"wrong\.pt.*do not fit"):
-        load_translator(wrong, torch.device("cpu"))
+        load_model(wrong)
 
 
 def test_checkpoint_of_an_older_geometry_gets_one_line(tmp_path: Path, trained_run: Path,
@@ -94,7 +95,7 @@ def test_checkpoint_of_an_older_geometry_gets_one_line(tmp_path: Path, trained_r
 def test_the_weights_average_is_what_translate_export_and_the_model_folder_use(
         tmp_path: Path) -> None:
     """With ``train.translator_ema`` the checkpoint keeps both weights; every inference path
-    (load_translator, so translate and evaluate; export_model, so the model folder and
+    (load_model, so translate and evaluate; export_model, so the model folder and
     from_pretrained; aggan translate on the CLI) uses the average, never the raw weights."""
     config = build_config(tiny_layer(steps=8, attention_warmup_step=2, switch_step=6,
                                      translator_ema=0.5))
@@ -110,7 +111,7 @@ def test_the_weights_average_is_what_translate_export_and_the_model_folder_use(
         for key, tensor in average.items():
             assert torch.equal(weights[key].float(), tensor.float()), key
 
-    translator, _, _ = load_translator(run, torch.device("cpu"))
+    translator = load_model(run).translator
     assert_average(translator.state_dict())
     export_model(run, tmp_path / "model", dtype="float32")
     assert_average(load_file(str(tmp_path / "model" / WEIGHTS_FILE)))

@@ -15,9 +15,11 @@ from PIL import Image
 
 from aggan.cli import main
 from aggan.config import build_config
-from aggan.demo import build_demo, domain_names, example_rows, load_demo_model, read_upload
+from aggan.demo import build_demo, domain_names, example_rows, read_upload
 from aggan.errors import AgganError
-from aggan.model_folder import export_model, load_model
+from aggan.loading import load_model
+from aggan.model_folder import export_model
+from aggan.pipeline import Pipeline
 from aggan.synthetic import write_dataset
 from aggan.train import train
 from aggan.translate import translate_tensor
@@ -153,10 +155,10 @@ def test_the_demo_finds_its_examples_from_any_folder(tmp_path: Path,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    rows = example_rows(load_demo_model(tmp_path / "models" / "tiny"))
+    rows = example_rows(Pipeline.from_pretrained(tmp_path / "models" / "tiny", device="cpu"))
     assert [Path(photo).name for photo, _ in rows] == [
         "testA_00000.png", "testA_00001.png", "testA_00002.png",
         "testB_00000.png", "testB_00001.png", "testB_00002.png"]
     assert all(Path(photo).is_file() for photo, _ in rows)
     if (SHARED_DATA / "horse2zebra").is_dir():
-        assert example_rows(load_demo_model("horse2zebra-128"))
+        assert example_rows(Pipeline.from_pretrained("horse2zebra-128", device="cpu"))

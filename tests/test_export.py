@@ -16,7 +16,7 @@ from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
 from aggan.export import TranslationGraph, check_images, export_graph
-from aggan.model_folder import load_model
+from aggan.loading import load_model
 from aggan.networks import Translator
 from aggan.translate import translate_tensor
 from conftest import tiny_layer

@@ -6,6 +6,7 @@ import torch
 
 from aggan.config import TrainConfig
 from aggan.losses import (
+    CycleOutputs,
     cycle_loss,
     discriminator_loss,
     discriminator_losses,
@@ -17,7 +18,6 @@ from aggan.losses import (
     mask_border_loss,
     source_negative_loss,
 )
-from aggan.step import CycleOutputs
 
 
 def test_hard_mask_threshold_and_no_gradient() -> None:

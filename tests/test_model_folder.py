@@ -12,18 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from aggan.checkpoint import load_translator
 from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
-from aggan.model_folder import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    export_model,
-    find_model,
-    load_for_inference,
-    load_model,
-)
+from aggan.loading import find_model, load_model
+from aggan.model_folder import CONFIG_FILE, WEIGHTS_FILE, export_model
 from aggan.networks import Translator
 from aggan.train import train
 from aggan.translate import translate_tensor
@@ -50,14 +43,14 @@ def _translations(translator: Translator) -> list[torch.Tensor]:
             for x in translate_tensor(translator, _images(), direction, True, scale_px=32)]
 
 
-def test_export_then_from_pretrained_reproduces_the_checkpoint(finished_run: Path,
+def test_export_then_load_reproduces_the_checkpoint(finished_run: Path,
                                                                tmp_path: Path) -> None:
     info = export_model(finished_run, tmp_path / "model", dtype="float32")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
     assert info["size_px"] == 32 and info["step"] == 6 and info["weights"]["dtype"] == "float32"
     assert json.loads((tmp_path / "model" / CONFIG_FILE).read_text()) == info
-    original, _, _ = load_translator(finished_run, torch.device("cpu"))
-    loaded = Translator.from_pretrained(str(tmp_path / "model"))
+    original = load_model(finished_run).translator
+    loaded = load_model(tmp_path / "model").translator
     assert not loaded.training
     for exact, again in zip(_translations(original), _translations(loaded), strict=True):
         assert torch.equal(exact, again)
@@ -75,8 +68,8 @@ def test_architecture_options_export_and_reproduce(tmp_path: Path, field: str,
     train(build_config(layer), tmp_path / "run", progress=False, tensorboard=False)
     info = export_model(tmp_path / "run", tmp_path / "model", dtype="float32")
     assert info["config"]["model"][field] == value
-    original, _, _ = load_translator(tmp_path / "run", torch.device("cpu"))
-    loaded = Translator.from_pretrained(str(tmp_path / "model"))
+    original = load_model(tmp_path / "run").translator
+    loaded = load_model(tmp_path / "model").translator
     for exact, again in zip(_translations(original), _translations(loaded), strict=True):
         assert torch.equal(exact, again)
 
@@ -89,7 +82,7 @@ def test_float16_keeps_outputs_within_one_level(finished_run: Path, tmp_path: Pa
     assert full["weights"]["float16_max_level_change"] is None
     sizes = [(tmp_path / name / WEIGHTS_FILE).stat().st_size for name in ("half", "full")]
     assert sizes[0] < 0.55 * sizes[1]
-    original, _, _ = load_translator(finished_run, torch.device("cpu"))
+    original = load_model(finished_run).translator
     half = load_model(tmp_path / "half").translator
     for exact, approximate in zip(_translations(original), _translations(half), strict=True):
         assert (exact.int() - approximate.int()).abs().max() <= 1
@@ -116,10 +109,9 @@ def test_loading_runs_no_pickle(finished_run: Path, tmp_path: Path,
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    translator, config, use_attention = load_for_inference(tmp_path / "model",
-                                                           torch.device("cpu"))
-    assert use_attention and config.data.size_px == 32
-    assert translator.attention is not None
+    model = load_model(tmp_path / "model")
+    assert model.use_attention and model.config.data.size_px == 32
+    assert model.translator.attention is not None
 
 
 def test_export_refuses_a_checkpoint_inside_the_warm_up(tmp_path: Path) -> None:
@@ -162,13 +154,13 @@ def test_a_folder_that_is_not_there_is_not_a_hub_id(tmp_path: Path,
     here), so it gets one line naming the folder, and the Hub is never asked."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
-    monkeypatch.setattr("aggan.model_folder._hub_download",
+    monkeypatch.setattr("aggan.loading._hub_download",
                         lambda repo_id: pytest.fail(f"asked the Hub for {repo_id}"))
     for name in ("models/my-h2z", "./my-h2z", "runs/a/model", "~/my-h2z", "h2z.safetensors"):
         with pytest.raises(AgganError, match="no such model folder"):
             find_model(name)
     with pytest.raises(AgganError, match="no such model folder: models/my-h2z"):
-        Translator.from_pretrained("models/my-h2z")
+        load_model("models/my-h2z")
     assert main(["translate", "--model", "models/my-h2z", "--input", str(tmp_path),
                  "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 2
     error = capsys.readouterr().err.strip()
@@ -200,7 +192,7 @@ def test_hub_id_from_the_local_cache(finished_run: Path, tmp_path: Path,
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     loaded = load_model("someone/tiny-32")
-    original, _, _ = load_translator(finished_run, torch.device("cpu"))
+    original = load_model(finished_run).translator
     for exact, again in zip(_translations(original), _translations(loaded.translator),
                             strict=True):
         assert (exact.int() - again.int()).abs().max() <= 1

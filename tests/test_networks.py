@@ -8,19 +8,21 @@ import pytest
 import torch
 
 from aggan.config import ModelConfig
-from aggan.networks import (
-    AttentionNet,
+from aggan.layers import (
     InstanceNorm,
     NarrowConv2d,
-    PatchDiscriminator,
-    ResnetGenerator,
     SameConv2d,
     SameConvTranspose2d,
-    Translator,
     UpsampledConv2d,
+    same_padding,
+)
+from aggan.networks import (
+    AttentionNet,
+    PatchDiscriminator,
+    ResnetGenerator,
+    Translator,
     composite,
     init_weights,
-    same_padding,
 )
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from aggan import Pipeline
 from aggan.errors import AgganError
 from aggan.images import read_image
-from aggan.model_folder import load_model
+from aggan.loading import load_model
 from aggan.translate import translate_tensor
 from conftest import REPO, SHARED_DATA
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from aggan.cli import main
-from aggan.model_folder import CONFIG_FILE, WEIGHTS_FILE, find_model
+from aggan.loading import find_model
+from aggan.model_folder import CONFIG_FILE, WEIGHTS_FILE
 from conftest import REPO, SHARED_DATA
 
 SHIPPED = "horse2zebra-128"

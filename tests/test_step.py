@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from aggan import distributed
-from aggan.checkpoint import TrainState, build_state
 from aggan.config import RunConfig
 from aggan.losses import hard_mask, loss_weights
 from aggan.networks import composite
 from aggan.pool import HistoryPool
 from aggan.schedule import Phase
 from aggan.step import CycleForward, step_modules, training_step
+from aggan.train_state import TrainState, build_state
 
 WARMED_UP = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
                   normalize_discriminator=True)

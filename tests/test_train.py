@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aggan import distributed
-from aggan.checkpoint import build_state, load_checkpoint
+from aggan.checkpoint import load_checkpoint
 from aggan.config import build_config
 from aggan.data import FolderDomain, split_training
 from aggan.device import tensor_layout
@@ -18,6 +18,7 @@ from aggan.losses import loss_weights
 from aggan.schedule import Phase
 from aggan.step import step_modules, training_step
 from aggan.train import train
+from aggan.train_state import build_state
 from conftest import tiny_layer
 
 

@@ -81,7 +81,7 @@ def test_batched_equals_one_at_a_time(tmp_path: Path, translator: Translator) ->
 
 
 def test_channels_last_translates_like_contiguous(translator: Translator) -> None:
-    """load_translator returns a channels-last model (the fast path): same images and masks as
+    """load_model returns a channels-last model (the fast path): same images and masks as
     the plain layout, to one grey level."""
     images = torch.randint(0, 256, (2, 3, 52, 68), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(2))

@@ -8,7 +8,9 @@ on a path, a PIL image or an array), :class:`aggan.Translator` (the networks),
 
 from typing import Any
 
-__version__ = "0.1.0"
+from aggan.version import __version__
+
+__all__ = ["Pipeline", "Translator", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

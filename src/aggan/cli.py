@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
-from aggan import __version__
 from aggan.config import (
     VARIANTS,
     AttentionFrom,
@@ -29,6 +28,7 @@ from aggan.config import (
     to_dict,
 )
 from aggan.errors import AgganError
+from aggan.version import __version__
 
 logger = logging.getLogger("aggan")
 
@@ -133,7 +133,7 @@ def _add_export_weights(subparsers: Any) -> None:
         description="Writes OUT/config.json (architecture, training size, data, steps, metrics) "
                     "and OUT/model.safetensors (both generators and attention networks, no "
                     "discriminators or optimizer state): what translate --model, evaluate "
-                    "--model and Translator.from_pretrained take, in the Hugging Face Hub's "
+                    "--model and Pipeline.from_pretrained take, in the Hugging Face Hub's "
                     "layout.",
         epilog="example: aggan export-weights --checkpoint runs/h2z --out models/h2z")
     parser.add_argument("--checkpoint", required=True, type=Path,
@@ -337,8 +337,8 @@ def _stop_status(stop_signal: str | None) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from aggan.checkpoint import schedule_dict
     from aggan.metrics.table import metrics_table
+    from aggan.schedule import schedule_dict
     from aggan.train import planned_schedule, train
 
     config = resolve_train_config(args)
@@ -460,17 +460,17 @@ def _run_export(args: argparse.Namespace) -> int:
     import torch
 
     from aggan.export import export_graph, parse_directions
-    from aggan.model_folder import load_for_inference
+    from aggan.loading import load_model
 
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(args.out.suffix)
     if fmt is None:
         raise AgganError(f"--out {args.out}: give --format onnx or pt2, or a name ending in "
                          ".onnx or .pt2")
-    translator, config, use_attention = load_for_inference(args.model, torch.device("cpu"))
-    report = export_graph(translator, args.out, fmt=fmt, directions=parse_directions(
-        args.direction), input_kind=args.input_type, size_px=config.data.size_px,
-        use_attention=use_attention, metadata={"model": str(args.model),
-                                               "variant": config.model.variant})
+    model = load_model(args.model, torch.device("cpu"))
+    report = export_graph(model.translator, args.out, fmt=fmt, directions=parse_directions(
+        args.direction), input_kind=args.input_type, size_px=model.config.data.size_px,
+        use_attention=model.use_attention, metadata={"model": str(args.model),
+                                                     "variant": model.config.model.variant})
     checks = ", ".join(f"{size}: {difference:.2g}"
                        for size, difference in report.max_difference.items())
     print(f"wrote {args.out} ({report.size_bytes / 1e6:.1f} MB, {fmt}); max abs difference to "

@@ -273,3 +273,17 @@ def _ignore_stop_signals(worker_id: int) -> None:
     when to stop (after the step, with a checkpoint), so a worker must not die first."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def fixed_samples(data: DataConfig, domain: str, count: int) -> Tensor:
+    """The first ``count`` test images of ``domain`` (train images where there is no test
+    folder), resized to the training size: the same rows in every sample grid."""
+    images = open_test_domain(data, domain) or open_domain(data, "train", domain)
+    size = data.size_px
+    rows = []
+    for index in range(min(count, len(images))):
+        image = images.load(index)
+        rows.append(torch.nn.functional.interpolate(
+            to_float(image)[None], size=(size, size), mode="bilinear", antialias=True,
+            align_corners=False)[0])
+    return torch.stack(rows)

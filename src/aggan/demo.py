@@ -10,7 +10,6 @@ keeps serving.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from aggan.domains import DIRECTIONS, Direction
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, write_png
-from aggan.model_folder import recorded_data
-from aggan.networks import DIRECTIONS, Direction
 from aggan.pipeline import Pipeline
 
 MAX_MEGAPIXELS = 24.0  # a 24 MP photo takes about 2 GB and a few seconds here; more is refused
 EXAMPLES_PER_DOMAIN = 3
 OVERLAY_COLOUR = np.array([255, 40, 40])
-
-
-@dataclass(frozen=True)
-class DemoModel:
-    pipeline: Pipeline
-    domains: tuple[str, str]  # what A and B are, e.g. ("horse", "zebra")
-    data_root: Path | None  # the training data, where it is on this machine
 
 
 def domain_names(data_root: str) -> tuple[str, str]:
@@ -42,14 +33,8 @@ def domain_names(data_root: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else ("A", "B")
 
 
-def load_demo_model(source: str | Path) -> DemoModel:
-    pipeline = Pipeline.from_pretrained(source, device="cpu")
-    config = pipeline.config
-    return DemoModel(pipeline, domain_names(config.data.root), recorded_data(source, config))
-
-
-def direction_label(model: DemoModel, direction: Direction) -> str:
-    a, b = model.domains
+def direction_label(pipeline: Pipeline, direction: Direction) -> str:
+    a, b = domain_names(pipeline.config.data.root)
     return f"{a} → {b}" if direction == "a2b" else f"{b} → {a}"
 
 
@@ -82,11 +67,11 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (image * (1 - weight) + OVERLAY_COLOUR * weight).round().astype(np.uint8)
 
 
-def translate_upload(model: DemoModel, path: str | Path | None, direction: Direction,
+def translate_upload(pipeline: Pipeline, path: str | Path | None, direction: Direction,
                      out_dir: Path) -> dict[str, Any]:
     """Translates one upload; the result is also written as a full-resolution PNG."""
     image = read_upload(path)
-    translation, mask = model.pipeline.translate_tensors(image[None], direction)
+    translation, mask = pipeline.translate_tensors(image[None], direction)
     photo = image.permute(1, 2, 0).numpy()
     result = translation[0].permute(1, 2, 0).numpy()
     mask_2d = mask[0, 0].numpy()
@@ -97,33 +82,34 @@ def translate_upload(model: DemoModel, path: str | Path | None, direction: Direc
             "mean_mask": float(mask_2d.mean() / 255)}
 
 
-def example_rows(model: DemoModel, folder: Path | None = None) -> list[list[str]]:
+def example_rows(pipeline: Pipeline, folder: Path | None = None) -> list[list[str]]:
     """[photo, direction label] rows: images in ``folder``, or the model's test photos where
     its training data is on this machine (testA for a2b, testB for b2a)."""
     if folder is not None:
-        return [[str(p), direction_label(model, "a2b")] for p in list_images(folder)]
+        return [[str(p), direction_label(pipeline, "a2b")] for p in list_images(folder)]
     rows = []
+    data_root = pipeline.model.data_root
     for direction, split in (("a2b", "testA"), ("b2a", "testB")):
-        if model.data_root is not None and (model.data_root / split).is_dir():
-            rows += [[str(p), direction_label(model, direction)]
-                     for p in list_images(model.data_root / split)[:EXAMPLES_PER_DOMAIN]]
+        if data_root is not None and (data_root / split).is_dir():
+            rows += [[str(p), direction_label(pipeline, direction)]
+                     for p in list_images(data_root / split)[:EXAMPLES_PER_DOMAIN]]
     return rows
 
 
 def build_demo(source: str | Path, examples: Path | None = None) -> Any:
-    """The Gradio Blocks app for the model at ``source`` (see ``load_for_inference``)."""
+    """The Gradio Blocks app for the model at ``source`` (see ``loading.load_model``)."""
     try:
         import gradio as gr
     except ImportError:
         raise AgganError("aggan demo needs Gradio: pip install 'aggan[demo]'") from None
-    model = load_demo_model(source)
-    labels = {direction_label(model, d): d for d in DIRECTIONS}
+    pipeline = Pipeline.from_pretrained(source, device="cpu")
+    labels = {direction_label(pipeline, d): d for d in DIRECTIONS}
     results = Path(tempfile.mkdtemp(prefix="aggan-demo-"))
     nothing = (None, None, None, None, None)
 
     def run(path: str | None, label: str) -> tuple[Any, ...]:
         try:
-            out = translate_upload(model, path, labels[label], results)
+            out = translate_upload(pipeline, path, labels[label], results)
         except AgganError as error:
             return (*nothing, f"**Error:** {error}")
         except Exception as error:  # the page reports it; the server keeps serving
@@ -136,7 +122,8 @@ def build_demo(source: str | Path, examples: Path | None = None) -> Any:
                 f"{out['mean_mask']:.0%} of the photo.")
 
     with gr.Blocks(title="aggan: attention-guided translation") as demo:
-        gr.Markdown(f"# aggan: {' ↔ '.join(model.domains)}\nUpload a photo: only the region "
+        domains = " ↔ ".join(domain_names(pipeline.config.data.root))
+        gr.Markdown(f"# aggan: {domains}\nUpload a photo: only the region "
                     "the attention picks (the mask) is translated, the rest keeps its pixels.")
         with gr.Row():
             with gr.Column():
@@ -145,7 +132,7 @@ def build_demo(source: str | Path, examples: Path | None = None) -> Any:
                                      label="Direction", elem_id="direction")
                 button = gr.Button("Translate", variant="primary", elem_id="translate")
                 status = gr.Markdown(elem_id="status")
-                rows = example_rows(model, examples)
+                rows = example_rows(pipeline, examples)
                 if rows:
                     gr.Examples(rows, [photo, direction], label="Examples")
             with gr.Column():

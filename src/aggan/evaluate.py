@@ -23,8 +23,10 @@ from tqdm import tqdm
 
 from aggan.config import DataConfig
 from aggan.data import ground_truth, open_test_domain
+from aggan.domains import DIRECTIONS, Direction, source_domain, target_domain
 from aggan.errors import AgganError
 from aggan.images import atomic_write, list_images, read_image, write_json, write_png
+from aggan.loading import load_model
 from aggan.metrics.fid_kid import (
     cached_features,
     domain_identity,
@@ -37,8 +39,7 @@ from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import PROBE_IMAGES, DomainProbe, placement, training_probe
 from aggan.metrics.table import metric_columns, metrics_table
-from aggan.model_folder import load_for_inference
-from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
+from aggan.networks import Translator
 from aggan.translate import MASKS, Scale, check_mask_threshold, scale_px, translate_tensor
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
     the built-in scenes the run was configured with; None: the data the run trained on).
     Returns what ``metrics.json`` holds."""
     check_mask_threshold(mask_threshold)
-    translator, config, use_attention = load_for_inference(checkpoint, device)
+    model = load_model(checkpoint, device)
+    translator, config, use_attention = model.translator, model.config, model.use_attention
     data = dataclasses.replace(config.data, root=data_root or config.data.root)
     data_root = data.root
     real_features = test_features(data, inception, cache_dir)

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aggan.domains import DIRECTIONS, Direction, source_domain
 from aggan.errors import AgganError
 from aggan.images import atomic_write, to_float, to_uint8
-from aggan.networks import DIRECTIONS, Direction, Translator, composite, source_domain
+from aggan.networks import Translator, composite
 from aggan.translate import MIN_SIZE_PX, MULTIPLE
 
 Format = Literal["onnx", "pt2"]

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from aggan.config import TrainConfig
-from aggan.networks import DIRECTIONS, source_domain, target_domain
+from aggan.domains import DIRECTIONS, source_domain, target_domain
 
-if TYPE_CHECKING:
-    from aggan.step import CycleOutputs
+
+class CycleOutputs(NamedTuple):
+    """What the losses read of a step's cycle forward (``step.CycleForward``), per direction:
+    s', A_S(s), s'' and A_T(s') (the other attention on the translation)."""
+
+    fake: dict[str, Tensor]
+    mask: dict[str, Tensor]
+    cycled: dict[str, Tensor]
+    cycle_mask: dict[str, Tensor]
 
 
 def hard_mask(mask: Tensor, tau: float) -> Tensor:

@@ -4,10 +4,9 @@
                        its metrics, and how the weights were stored
     model.safetensors  the translator only (both generators, both attention networks)
 
-``export_model`` writes one from a checkpoint; ``load_model`` reads one without unpickling
-anything; ``find_model`` finds one by path, by the name of a model shipped in the repository's
-``models/`` folder (or ``$AGGAN_MODELS``), or by a Hub repo id when the optional
-``huggingface_hub`` is installed.
+``export_model`` writes one from a checkpoint; ``read_model_folder`` reads one without
+unpickling anything. Finding a model by name or Hub id, and loading any kind of model source, is
+``loading``'s job.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import copy
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,38 +23,29 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from aggan import __version__
 from aggan.checkpoint import (
     config_of,
     inference_weights,
     load_checkpoint,
-    load_translator,
     resolve_checkpoint,
     schedule_of,
 )
 from aggan.config import RunConfig, from_dict, to_dict
+from aggan.data import fixed_samples
+from aggan.domains import DIRECTIONS, source_domain
 from aggan.errors import AgganError
 from aggan.images import current_umask, staging_dir, to_uint8
-from aggan.networks import DIRECTIONS, Translator, source_domain
-from aggan.run_folder import fixed_samples
+from aggan.networks import Translator
 from aggan.translate import translate_tensor
+from aggan.version import __version__
 
 MODEL_FORMAT = "aggan-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-# Shipped models live in the repository's models/ folder (beside src/).
-REPOSITORY_MODELS = Path(__file__).resolve().parents[2] / "models"
 WeightsDtype = Literal["auto", "float32", "float16"]
 CHECK_IMAGES = 8  # per direction, for the float16 check
 MAX_LEVEL_CHANGE = 1  # float16 weights may change an output by at most this many 8-bit levels
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    translator: Translator  # eval mode, float32, on the requested device
-    config: RunConfig  # the run's config; config.data.size_px is the training size
-    info: dict[str, Any]  # config.json as read
 
 
 def is_model_folder(path: Path) -> bool:
@@ -70,7 +59,7 @@ def _check_images(config: RunConfig) -> tuple[dict[str, Tensor], str]:
     """uint8 images per source domain to compare float16 with float32 on: the run's test (or
     training) images at its size where its data is here, else seeded noise."""
     try:
-        images = {domain: to_uint8(fixed_samples(config, domain, CHECK_IMAGES))
+        images = {domain: to_uint8(fixed_samples(config.data, domain, CHECK_IMAGES))
                   for domain in ("a", "b")}
         return images, f"{CHECK_IMAGES} images per domain of {config.data.root}"
     except AgganError:
@@ -121,22 +110,6 @@ def _data_relative_to(root: str, out_dir: Path) -> str:
     if root == "synthetic" or not Path(root).is_dir():
         return root
     return os.path.relpath(Path(root).resolve(), out_dir.resolve())
-
-
-def recorded_data(source: str | Path, config: RunConfig) -> Path | None:
-    """The folder of the data a model was trained on, where it is on this machine: a model
-    folder records it relative to itself; a run folder or checkpoint as its run was given it
-    (relative to where the training ran). None for the synthetic scenes or data not here."""
-    path = Path(source)
-    if path.exists() and not is_model_folder(path):
-        recorded = Path(config.data.root)
-    else:
-        folder = find_model(source)
-        data = json.loads((folder / CONFIG_FILE).read_text()).get("data", "synthetic")
-        recorded = folder / data
-    if config.data.root == "synthetic" or not recorded.is_dir():
-        return None
-    return recorded
 
 
 def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto",
@@ -210,72 +183,12 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
     return info
 
 
-# --- Loading -----------------------------------------------------------------------------------
+# --- Reading --------------------------------------------------------------------------------
 
 
-def find_model(name: str | Path) -> Path:
-    """A model folder: a path; else a model shipped in ``$AGGAN_MODELS`` or the repository's
-    ``models/``; else (``owner/name``, with ``huggingface_hub`` installed) a Hub download, which
-    works offline from its cache with ``HF_HUB_OFFLINE=1``."""
-    path = Path(name)
-    if path.exists():
-        if not is_model_folder(path):
-            raise AgganError(f"--model: {path} is not a model folder ({CONFIG_FILE} and "
-                             f"{WEIGHTS_FILE}); a run folder or checkpoint goes to --checkpoint")
-        return path
-    text = str(name)
-    roots = [Path(os.environ["AGGAN_MODELS"])] if os.environ.get("AGGAN_MODELS") else []
-    if _looks_like_a_path(text):
-        where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
-        raise AgganError(f"--model: no such model folder: {path}{where}")
-    for root in [*roots, REPOSITORY_MODELS]:
-        if is_model_folder(root / text):
-            return root / text
-    if text.count("/") == 1:
-        return _hub_download(text)
-    shipped = sorted(p.name for p in REPOSITORY_MODELS.glob("*") if is_model_folder(p))
-    raise AgganError(f"--model: no model {name!r}: not a folder, not one of the shipped models "
-                     f"({', '.join(shipped) or 'none found'}), not a Hub id owner/name")
-
-
-def _looks_like_a_path(text: str) -> bool:
-    """A name a user means as a folder, not a shipped model or a Hub id ``owner/name``: absolute,
-    relative to ``.`` or ``~``, more than one separator, a suffix, or a first part that is a
-    folder here (``models/my-h2z`` before it was exported)."""
-    path = Path(text)
-    return (path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
-            or "\\" in text or bool(path.suffix)
-            or (text.count("/") == 1 and path.parent.is_dir()))
-
-
-def _hub_download(repo_id: str) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:
-        raise AgganError(f"--model {repo_id}: a Hub id needs huggingface_hub "
-                         "(pip install 'aggan[hub]')") from None
-    try:
-        folder = snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE,
-                                                            "README.md"])
-    except LocalEntryNotFoundError:
-        # What huggingface_hub raises when it cannot connect (or HF_HUB_OFFLINE is set) and the
-        # repo is not in its cache.
-        raise AgganError(f"--model {repo_id}: offline, and the Hub cache holds no copy of it (no "
-                         "folder of that name here either)") from None
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error) else type(error).__name__
-        raise AgganError(f"--model {repo_id}: cannot get it from the Hub ({first[:200]})") from None
-    path = Path(folder)
-    if not is_model_folder(path):
-        raise AgganError(f"--model {repo_id}: the Hub repo holds no {CONFIG_FILE} and "
-                         f"{WEIGHTS_FILE}")
-    return path
-
-
-def load_model(name: str | Path, device: torch.device | None = None) -> LoadedModel:
-    """Loads a model folder (see ``find_model``); no pickle is read."""
-    path = find_model(name)
+def read_model_folder(path: Path) -> tuple[Translator, RunConfig, dict[str, Any]]:
+    """The translator (float32, on the CPU), the run's config and ``config.json`` as read, of
+    the model folder at ``path``, checked against its format; no pickle is read."""
     try:
         info = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -300,18 +213,4 @@ def load_model(name: str | Path, device: torch.device | None = None) -> LoadedMo
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise AgganError(f"{path / WEIGHTS_FILE} does not fit its config ({first})") from None
-    translator = translator.to(device or torch.device("cpu"),
-                               memory_format=torch.channels_last).eval()
-    return LoadedModel(translator, config, info)
-
-
-def load_for_inference(source: str | Path, device: torch.device
-                       ) -> tuple[Translator, RunConfig, bool]:
-    """What ``translate`` and ``evaluate`` take: a model folder, a shipped model's name, a Hub
-    id, a run folder or a checkpoint file. Returns the translator, the run's config and whether
-    the attention is in use (False for ``cyclegan`` and for checkpoints inside the warm-up)."""
-    path = Path(source)
-    if path.exists() and not is_model_folder(path):
-        return load_translator(path, device)
-    model = load_model(source, device)
-    return model.translator, model.config, True
+    return translator, config, info

@@ -28,10 +28,11 @@ from torch import Tensor
 
 from aggan.config import RunConfig
 from aggan.device import resolve_device
+from aggan.domains import DIRECTIONS, Direction
 from aggan.errors import AgganError
 from aggan.images import read_image
-from aggan.model_folder import load_for_inference
-from aggan.networks import DIRECTIONS, Direction, Translator
+from aggan.loading import LoadedModel, load_model
+from aggan.networks import Translator
 from aggan.translate import (
     Scale,
     Translated,
@@ -79,23 +80,27 @@ def _as_input_type(image: Tensor, mask: Tensor, like: ImageInput) -> Translation
 
 
 class Pipeline:
-    """A loaded model and what it needs to translate photos of any size.
+    """A loaded model (``loading.load_model``) and what it needs to translate photos of any
+    size."""
 
-    Args:
-        translator: the networks, in eval mode.
-        config: the run's config (``config.data.size_px``: the training size).
-        use_attention: False for a ``cyclegan`` model or a checkpoint inside the warm-up.
-    """
-
-    def __init__(self, translator: Translator, config: RunConfig, use_attention: bool) -> None:
-        self.translator, self.config, self.use_attention = translator, config, use_attention
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, *, device: str = "auto") -> Pipeline:
         """A model folder, the name of a shipped model, a Hub id ``owner/name``, a run folder or
         a checkpoint file (no pickle is read from a model folder)."""
-        translator, config, use_attention = load_for_inference(source, resolve_device(device))
-        return cls(translator, config, use_attention)
+        return cls(load_model(source, resolve_device(device)))
+
+    @property
+    def translator(self) -> Translator:
+        """The networks, in eval mode."""
+        return self.model.translator
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's config."""
+        return self.model.config
 
     @property
     def size_px(self) -> int:
@@ -105,7 +110,7 @@ class Pipeline:
     def translate_tensors(self, images: Tensor, direction: Direction, *, scale: Scale = "train",
                           mask_threshold: float | None = None) -> tuple[Tensor, Tensor]:
         """uint8 (N, 3, H, W) -> translations uint8 (N, 3, H, W) and masks uint8 (N, 1, H, W)."""
-        return translate_tensor(self.translator, images, direction, self.use_attention,
+        return translate_tensor(self.translator, images, direction, self.model.use_attention,
                                 scale_px=scale_px(scale, self.size_px),
                                 mask_threshold=mask_threshold)
 
@@ -153,6 +158,6 @@ class Pipeline:
         translate`` does: every readable image, each unreadable one named."""
         check_mask_threshold(mask_threshold)
         return translate_paths(self.translator, inputs, direction, out_dir,
-                               use_attention=self.use_attention, batch_size=batch_size,
+                               use_attention=self.model.use_attention, batch_size=batch_size,
                                scale_px=scale_px(scale, self.size_px),
                                mask_threshold=mask_threshold, progress=progress)

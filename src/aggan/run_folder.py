@@ -12,15 +12,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aggan import __version__
-from aggan.checkpoint import schedule_dict
 from aggan.config import RunConfig, to_dict
-from aggan.data import ground_truth, open_domain, open_test_domain
-from aggan.images import to_float, write_json, write_png
+from aggan.data import fixed_samples, ground_truth
+from aggan.domains import DIRECTIONS, source_domain
+from aggan.images import write_json, write_png
 from aggan.metrics.groundtruth import ground_truth_metrics
-from aggan.networks import DIRECTIONS, Translator, source_domain
-from aggan.schedule import Phase, Schedule
+from aggan.networks import Translator
+from aggan.schedule import Phase, Schedule, schedule_dict
 from aggan.tracking import Tracker, sample_grid
+from aggan.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +43,6 @@ def write_run_config(run_dir: Path, config: RunConfig, schedule: Schedule,
     })
 
 
-def fixed_samples(config: RunConfig, domain: str, count: int) -> Tensor:
-    """The first ``count`` test images of ``domain`` (train images where there is no test
-    folder), resized to the training size: the same rows in every sample grid."""
-    images = open_test_domain(config.data, domain) or open_domain(config.data, "train", domain)
-    size = config.data.size_px
-    rows = []
-    for index in range(min(count, len(images))):
-        image = images.load(index)
-        rows.append(torch.nn.functional.interpolate(
-            to_float(image)[None], size=(size, size), mode="bilinear", antialias=True,
-            align_corners=False)[0])
-    return torch.stack(rows)
-
-
 def write_samples(tracker: Tracker, translator: Translator, samples: dict[str, Tensor], step: int,
                   phase: Phase) -> None:
     """``samples/step-NNNNNNN_<direction>.png`` and TensorBoard: input | mask | translation |
@@ -72,7 +58,7 @@ def finish_run(run_dir: Path, config: RunConfig, translator: Translator, phase: 
     """At the end of the schedule: ``gallery_<direction>.png`` and, where the data has ground
     truth, ``metrics.json``. Returns the metrics per direction (empty without ground truth)."""
     for direction in DIRECTIONS:
-        gallery = fixed_samples(config, source_domain(direction), GALLERY_IMAGES).to(device)
+        gallery = fixed_samples(config.data, source_domain(direction), GALLERY_IMAGES).to(device)
         write_png(sample_grid(translator, gallery, direction, phase.use_attention),
                   run_dir / f"gallery_{direction}.png")
     metrics = {}

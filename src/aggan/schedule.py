@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from aggan.config import VARIANTS, TrainConfig, Variant
 from aggan.errors import AgganError
@@ -163,3 +164,8 @@ def continue_schedule(saved: Schedule, requested: Schedule, step: int,
     schedule = dataclasses.replace(requested, **points)
     check_schedule(schedule, config)
     return schedule
+
+
+def schedule_dict(schedule: Schedule) -> dict[str, Any]:
+    """The schedule's points in steps, as config.json and checkpoints record them."""
+    return dataclasses.asdict(schedule)

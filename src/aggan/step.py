@@ -11,39 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aggan import distributed
-from aggan.checkpoint import TrainState
 from aggan.config import TrainConfig
 from aggan.device import autocast
-from aggan.losses import Losses, discriminator_losses, generator_losses, hard_mask
-from aggan.networks import (
-    DIRECTIONS,
-    Discriminators,
-    Translator,
-    composite,
-    reverse,
-    source_domain,
-    target_domain,
+from aggan.domains import DIRECTIONS, reverse, source_domain, target_domain
+from aggan.losses import (
+    CycleOutputs,
+    Losses,
+    discriminator_losses,
+    generator_losses,
+    hard_mask,
 )
+from aggan.networks import Discriminators, Translator, composite
 from aggan.pool import HistoryPool
 from aggan.schedule import Phase
+from aggan.train_state import TrainState
 
 # --- The step's modules ----------------------------------------------------------------------
-
-
-class CycleOutputs(NamedTuple):
-    """Per direction: s', A_S(s), s'' and A_T(s') (the other attention on the translation)."""
-
-    fake: dict[str, Tensor]
-    mask: dict[str, Tensor]
-    cycled: dict[str, Tensor]
-    cycle_mask: dict[str, Tensor]
 
 
 class CycleForward(nn.Module):

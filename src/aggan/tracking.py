@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from aggan.domains import Direction, reverse
 from aggan.images import atomic_write, to_uint8, write_png
-from aggan.networks import Direction, Translator, reverse
+from aggan.networks import Translator
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from aggan import distributed
 from aggan.checkpoint import (
     BEST,
     LATEST,
-    build_state,
     check_resumable,
     checkpoint_dir,
     config_of,
@@ -31,25 +30,32 @@ from aggan.checkpoint import (
     step_file,
 )
 from aggan.config import RunConfig
-from aggan.data import DomainImages, UnpairedTrainingSet, split_training, training_loader
+from aggan.data import (
+    DomainImages,
+    UnpairedTrainingSet,
+    fixed_samples,
+    split_training,
+    training_loader,
+)
 from aggan.device import tensor_layout
+from aggan.domains import DIRECTIONS
 from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
 from aggan.images import prepare_output_dir
 from aggan.losses import loss_weights
 from aggan.metrics.monitor import SELECTION_KEY, placement_monitor, training_monitor
-from aggan.networks import DIRECTIONS, Discriminators, Translator
+from aggan.networks import Discriminators, Translator
 from aggan.run_folder import (
     SAMPLE_IMAGES,
     CollapseWatch,
     finish_run,
-    fixed_samples,
     write_run_config,
     write_samples,
 )
 from aggan.schedule import Schedule, continue_schedule, resolve_schedule
 from aggan.step import StepModules, modules_phase, step_modules, training_step
 from aggan.tracking import Tracker
+from aggan.train_state import build_state
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +119,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, config, schedule, device, context.world_size)
-        samples = {domain: fixed_samples(config, domain, SAMPLE_IMAGES).to(device)
+        samples = {domain: fixed_samples(config.data, domain, SAMPLE_IMAGES).to(device)
                    for domain in ("a", "b")}
     # Rows after the start step are from a run killed before it saved them: dropped.
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None

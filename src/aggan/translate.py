@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from aggan.domains import Direction
 from aggan.errors import AgganError
 from aggan.images import (
     has_alpha,
@@ -31,7 +32,7 @@ from aggan.images import (
     to_uint8,
     write_png,
 )
-from aggan.networks import Direction, Translator, composite
+from aggan.networks import Translator, composite
 
 logger = logging.getLogger(__name__)
 

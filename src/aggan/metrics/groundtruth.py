@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from aggan.data import GroundTruthItem
+from aggan.domains import Direction
 from aggan.images import to_float, to_uint8
-from aggan.networks import Direction, Translator
+from aggan.networks import Translator
 
 # Mean mask inside the true objects below which a run counts as collapsed.
 COLLAPSE_MASK_INSIDE = 0.25

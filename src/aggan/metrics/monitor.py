@@ -15,12 +15,13 @@ from torch import Tensor
 
 from aggan.config import VARIANTS, RunConfig
 from aggan.data import DomainImages, monitored_domain, open_domain
+from aggan.domains import DIRECTIONS, Direction, source_domain, target_domain
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import default_cache_dir, fid_kid
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import placement, training_probe
 from aggan.metrics.table import MONITORED
-from aggan.networks import DIRECTIONS, Direction, Translator, source_domain, target_domain
+from aggan.networks import Translator
 from aggan.translate import translate_tensor
 
 logger = logging.getLogger(__name__)
