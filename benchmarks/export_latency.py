@@ -6,7 +6,7 @@ each size: onnxruntime on the ONNX file, the pt2 program, and PyTorch as ``aggan
 --scale native`` runs it (channels-last, inference mode). Median of ``--repeats`` after a
 warm-up call. Prints a table and a final JSON line; ``--json`` writes the results.
 
-    python benchmarks/export_latency.py --json benchmarks/results/export_latency.json
+    python benchmarks/export_latency.py --json benchmarks/results/export_latency/export_latency.json
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ on the first ``--native-limit`` photos only (seconds per photo at 1024 px on a C
 table and a final JSON line; ``--json`` writes the results.
 
     python benchmarks/full_resolution.py --model RUN_OR_MODEL --data ../shared/data/horse2zebra \\
-        --direction a2b --json benchmarks/results/full_resolution.json
+        --direction a2b --json benchmarks/results/full_resolution/full_resolution.json
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ them), how many steps were lost (last step logged minus the step of ``latest.pt`
 resumes. At the end the final checkpoint is compared tensor by tensor with the reference run.
 Prints a table and a JSON line; ``--json`` writes the results.
 
-    python benchmarks/kill_soak.py --kills 24 --json benchmarks/results/kill_soak.json
+    python benchmarks/kill_soak.py --kills 24 --json benchmarks/results/kill_soak/kill_soak.json
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ resized to the model's scale, out = m * F(s) + (1 - m) * s, and scores it as
 - ``ones``: the generator's output everywhere (what the mask keeps out).
 
     python benchmarks/mask_compositing.py --aggan models/horse2zebra-128 \\
-        --data ../shared/data/horse2zebra --json benchmarks/results/mask_compositing.json
+        --data ../shared/data/horse2zebra \\
+        --json benchmarks/results/real_quality/mask_compositing.json
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ The measures:
 - ``edges``: the mean Sobel gradient magnitude of the photo under the mask over the photo's mean.
 
     python benchmarks/placement_validity.py --model models/horse2zebra-128 \\
-        --data ../shared/data/horse2zebra --json benchmarks/results/placement_validity.json
+        --data ../shared/data/horse2zebra \\
+        --json benchmarks/results/placement/placement_validity.json
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ model's training size), per direction and method:
 Prints a table and a final JSON line; ``--json`` writes the results.
 
     python benchmarks/real_quality.py --aggan models/horse2zebra-128 --cyclegan RUN_CYCLEGAN \\
-        --data ../shared/data/horse2zebra --json benchmarks/results/real_quality.json \\
+        --data ../shared/data/horse2zebra \\
+        --json benchmarks/results/real_quality/real_quality.json \\
         --gallery docs/real_gallery
 """
 

@@ -18,7 +18,8 @@ runs in a fresh process, so peak memory is its own. Prints tables and a final JS
 writes the JSON to ``--out``.
 
     python benchmarks/speed.py                                 # CPU or GPU, default options
-    python benchmarks/speed.py --options plain default bf16 --out benchmarks/results/speed_cpu.json
+    python benchmarks/speed.py --options plain default bf16 \\
+        --out benchmarks/results/speed/speed_cpu.json
 """
 
 from __future__ import annotations

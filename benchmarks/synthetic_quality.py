@@ -100,7 +100,8 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="config override for every run, e.g. train.precision=bf16")
     parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "synthetic_quality.json")
+                        default=Path(__file__).parent / "results" / "synthetic_quality" /
+                        "synthetic_quality.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from aggan.cli import main
@@ -104,13 +106,24 @@ def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
 
 
 def test_resume_continues_and_finishes(tiny_run: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
     code, _, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", run_dir, "--steps", "4",
                          "--stop-at", "2", *TINY_FLAGS)
     assert code == 0
+    # latest.pt's tensors are read once: the CLI maps the file for the saved config only.
+    reads = []
+    load = torch.load
+
+    def counting_load(path: Path, *args: Any, **kwargs: Any) -> Any:
+        reads.append((Path(path).name, kwargs.get("mmap", False)))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
     code, out, _ = run_cli(capsys, "train", "--out", run_dir, "--resume", "--no-progress")
     assert code == 0 and "(step 4)" in out
+    assert reads.count(("latest.pt", False)) == 1 and reads.count(("latest.pt", True)) == 1
 
 
 def _images_folder(root: Path) -> Path:

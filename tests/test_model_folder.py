@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import shutil
 import stat
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import torch
 from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
-from aggan.loading import find_model, load_model
+from aggan.loading import load_model
 from aggan.model_folder import CONFIG_FILE, WEIGHTS_FILE, export_model
 from aggan.networks import Translator
 from aggan.train import train
@@ -98,22 +96,6 @@ def test_float16_that_changes_outputs_is_refused(finished_run: Path, tmp_path: P
     assert info["weights"]["dtype"] == "float32"
 
 
-def test_loading_runs_no_pickle(finished_run: Path, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
-    export_model(finished_run, tmp_path / "model")
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("unpickling")
-
-    monkeypatch.setattr(pickle, "load", refuse)
-    monkeypatch.setattr(pickle, "loads", refuse)
-    monkeypatch.setattr(pickle, "Unpickler", refuse)
-    monkeypatch.setattr(torch, "load", refuse)
-    model = load_model(tmp_path / "model")
-    assert model.use_attention and model.config.data.size_px == 32
-    assert model.translator.attention is not None
-
-
 def test_export_refuses_a_checkpoint_inside_the_warm_up(tmp_path: Path) -> None:
     """Stopped at step 2 of a warm-up until 4: the attention was never used."""
     early = tmp_path / "early"
@@ -132,72 +114,6 @@ def test_export_never_overwrites_another_folder(finished_run: Path, tmp_path: Pa
     export_model(finished_run, tmp_path / "model")
     export_model(finished_run, tmp_path / "model")  # a model folder is replaced in place
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left over
-
-
-def test_find_model_errors_are_one_line(tmp_path: Path, finished_run: Path) -> None:
-    with pytest.raises(AgganError, match="no such model folder"):
-        find_model(tmp_path / "missing")
-    with pytest.raises(AgganError, match="not a model folder"):
-        find_model(finished_run)
-    with pytest.raises(AgganError, match="no model 'no-such-model'"):
-        find_model("no-such-model")
-    export_model(finished_run, tmp_path / "model")
-    (tmp_path / "model" / WEIGHTS_FILE).write_bytes(b"not safetensors")
-    with pytest.raises(AgganError, match=WEIGHTS_FILE):
-        load_model(tmp_path / "model")
-
-
-def test_a_folder_that_is_not_there_is_not_a_hub_id(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's models/my-h2z before it was exported: a path (its first part is a folder
-    here), so it gets one line naming the folder, and the Hub is never asked."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "models").mkdir()
-    monkeypatch.setattr("aggan.loading._hub_download",
-                        lambda repo_id: pytest.fail(f"asked the Hub for {repo_id}"))
-    for name in ("models/my-h2z", "./my-h2z", "runs/a/model", "~/my-h2z", "h2z.safetensors"):
-        with pytest.raises(AgganError, match="no such model folder"):
-            find_model(name)
-    with pytest.raises(AgganError, match="no such model folder: models/my-h2z"):
-        load_model("models/my-h2z")
-    assert main(["translate", "--model", "models/my-h2z", "--input", str(tmp_path),
-                 "--out", str(tmp_path / "out"), "--direction", "a2b"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "no such model folder: models/my-h2z" in error
-    assert str(tmp_path / "models" / "my-h2z") in error
-
-
-def test_shipped_names_resolve_through_aggan_models(finished_run: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    export_model(finished_run, tmp_path / "models" / "tiny-32")
-    monkeypatch.setenv("AGGAN_MODELS", str(tmp_path / "models"))
-    assert find_model("tiny-32") == tmp_path / "models" / "tiny-32"
-
-
-def test_hub_id_from_the_local_cache(finished_run: Path, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Hub path through huggingface_hub itself, offline: a cached snapshot of owner/name
-    in the layout the Hub client keeps, as a download leaves it."""
-    pytest.importorskip("huggingface_hub")
-    export_model(finished_run, tmp_path / "model")
-    cache = tmp_path / "hub"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / "models--someone--tiny-32"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    shutil.copytree(tmp_path / "model", repo / "snapshots" / revision)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    loaded = load_model("someone/tiny-32")
-    original = load_model(finished_run).translator
-    for exact, again in zip(_translations(original), _translations(loaded.translator),
-                            strict=True):
-        assert (exact.int() - again.int()).abs().max() <= 1
-    with pytest.raises(AgganError, match=r"someone/absent: offline, and the Hub cache holds no"):
-        load_model("someone/absent")
 
 
 def test_cli_export_then_translate_with_model(finished_run: Path, tmp_path: Path,

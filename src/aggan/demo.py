@@ -13,18 +13,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from aggan.domains import DIRECTIONS, Direction
 from aggan.errors import AgganError
-from aggan.images import list_images, read_image, write_png
+from aggan.images import list_images, mask_overlay, read_image, write_png
 from aggan.pipeline import Pipeline
 
 MAX_MEGAPIXELS = 24.0  # a 24 MP photo takes about 2 GB and a few seconds here; more is refused
 EXAMPLES_PER_DOMAIN = 3
-OVERLAY_COLOUR = np.array([255, 40, 40])
 
 
 def domain_names(data_root: str) -> tuple[str, str]:
@@ -61,12 +59,6 @@ def read_upload(path: str | Path | None) -> torch.Tensor:
         raise AgganError(f"{name} is damaged or truncated and cannot be decoded") from None
 
 
-def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The photo with the attended region tinted red, in proportion to the mask."""
-    weight = mask[..., None].astype(np.float32) / 255 * 0.6
-    return (image * (1 - weight) + OVERLAY_COLOUR * weight).round().astype(np.uint8)
-
-
 def translate_upload(pipeline: Pipeline, path: str | Path | None, direction: Direction,
                      out_dir: Path) -> dict[str, Any]:
     """Translates one upload; the result is also written as a full-resolution PNG."""
@@ -78,7 +70,8 @@ def translate_upload(pipeline: Pipeline, path: str | Path | None, direction: Dir
     download = out_dir / f"{Path(str(path)).stem}_{direction}.png"
     write_png(translation[0], download)
     return {"photo": photo, "translation": result, "mask": mask_2d,
-            "overlay": overlay(photo, mask_2d), "download": download,
+            "overlay": mask_overlay(image, mask[0]).permute(1, 2, 0).numpy(),
+            "download": download,
             "mean_mask": float(mask_2d.mean() / 255)}
 
 

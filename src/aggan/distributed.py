@@ -40,6 +40,12 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), before any process group
+    exists: what decides who writes the run's log."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else 0
+
+
 def setup(device_name: str, timeout_s: float) -> tuple[Context, torch.device]:
     """Joins the process group torchrun describes (NCCL on CUDA, gloo on CPU) and picks this
     process's device; a single process otherwise.
@@ -51,7 +57,7 @@ def setup(device_name: str, timeout_s: float) -> tuple[Context, torch.device]:
     """
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return Context(), resolve_device(device_name)
-    context = Context(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+    context = Context(rank=launch_rank(), world_size=int(os.environ["WORLD_SIZE"]),
                       local_rank=int(os.environ.get("LOCAL_RANK", 0)))
     device = resolve_device(device_name)
     if device.type == "cuda":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from aggan.errors import AgganError
+
 Direction = Literal["a2b", "b2a"]
 DIRECTIONS: tuple[Direction, Direction] = ("a2b", "b2a")
 DOMAINS: tuple[str, str] = ("a", "b")
@@ -26,3 +28,12 @@ def target_domain(direction: Direction) -> str:
 def reverse(direction: Direction) -> Direction:
     """``"a2b"`` -> ``"b2a"``: the way back, for the cycle."""
     return "b2a" if direction == "a2b" else "a2b"
+
+
+def parse_directions(value: str) -> tuple[Direction, ...]:
+    """The ``--direction`` flag: ``a2b``, ``b2a`` or ``both``."""
+    if value == "both":
+        return DIRECTIONS
+    if value not in DIRECTIONS:
+        raise AgganError(f"--direction: expected a2b, b2a or both, got {value!r}")
+    return (value,)  # type: ignore[return-value]

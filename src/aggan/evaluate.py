@@ -23,9 +23,16 @@ from tqdm import tqdm
 
 from aggan.config import DataConfig
 from aggan.data import ground_truth, open_test_domain
-from aggan.domains import DIRECTIONS, Direction, source_domain, target_domain
+from aggan.domains import Direction, source_domain, target_domain
 from aggan.errors import AgganError
-from aggan.images import atomic_write, list_images, read_image, write_json, write_png
+from aggan.images import (
+    atomic_write,
+    list_images,
+    mask_overlay,
+    read_image,
+    write_json,
+    write_png,
+)
 from aggan.loading import load_model
 from aggan.metrics.fid_kid import (
     cached_features,
@@ -43,16 +50,6 @@ from aggan.networks import Translator
 from aggan.translate import MASKS, Scale, check_mask_threshold, scale_px, translate_tensor
 
 logger = logging.getLogger(__name__)
-
-OVERLAY_RGB = (255, 40, 40)  # the mask's colour over the input in the report
-
-
-def overlay(image: Tensor, mask: Tensor) -> Tensor:
-    """The mask drawn over the input in red, at half strength: uint8 (3, H, W)."""
-    colour = torch.tensor(OVERLAY_RGB, dtype=torch.float32).view(3, 1, 1)
-    weight = mask.float() / 255 * 0.5
-    return (image.float() * (1 - weight) + colour * weight).round().to(torch.uint8)
-
 
 @dataclass
 class DirectionResult:
@@ -97,7 +94,7 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
             write_png(image, out_dir / files["input"])
             write_png(mask[0], out_dir / files["mask"])
             write_png(translated[0], out_dir / files["translation"])
-            write_png(overlay(image, mask[0]), out_dir / files["overlay"])
+            write_png(mask_overlay(image, mask[0]), out_dir / files["overlay"])
             rows.append({"name": name, **files})
     fake_features = inception.extract(iter(fake_images), total=len(fake_images),
                                       description=f"{direction}: features of the translations")
@@ -277,7 +274,3 @@ def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionR
     parts.append("</body></html>")
     page = "\n".join(parts) + "\n"
     atomic_write(out_dir / "index.html", lambda temp: temp.write_text(page))
-
-
-def parse_directions(value: str) -> tuple[Direction, ...]:
-    return DIRECTIONS if value == "both" else (value,)  # type: ignore[return-value]

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from aggan.domains import DIRECTIONS, Direction, source_domain
 from aggan.errors import AgganError
-from aggan.images import atomic_write, to_float, to_uint8
+from aggan.images import atomic_write, check_pattern, to_float, to_uint8
 from aggan.networks import Translator, composite
 from aggan.translate import MIN_SIZE_PX, MULTIPLE
 
@@ -85,14 +85,6 @@ def output_names(directions: tuple[Direction, ...]) -> list[str]:
     return [f"{kind}_{direction}" for direction in directions for kind in ("translation", "mask")]
 
 
-def parse_directions(value: str) -> tuple[Direction, ...]:
-    if value == "both":
-        return DIRECTIONS
-    if value not in DIRECTIONS:
-        raise AgganError(f"--direction: expected a2b, b2a or both, got {value!r}")
-    return (value,)  # type: ignore[return-value]
-
-
 def check_sizes(size_px: int) -> list[tuple[int, int]]:
     """The three sizes every exported file is checked on: square, non-square, odd."""
     side = max(size_px, MIN_SIZE_PX)
@@ -100,12 +92,8 @@ def check_sizes(size_px: int) -> list[tuple[int, int]]:
 
 
 def check_images(size: tuple[int, int], input_kind: InputKind, batch: int = 2) -> Tensor:
-    """A seeded batch: smooth gradients with noise, so that masks and translations vary."""
-    generator = torch.Generator().manual_seed(size[0] * 1000 + size[1])
-    height, width = size
-    ramp = torch.linspace(0, 1, height)[:, None] * torch.linspace(1, 0, width)[None, :]
-    images = (0.6 * ramp + 0.4 * torch.rand(batch, 3, height, width, generator=generator))
-    uint8 = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    """The seeded check pattern as the graph takes it (uint8 or [0, 1])."""
+    uint8 = check_pattern(size, batch)
     return uint8 if input_kind == "uint8" else uint8.float() / 255
 
 

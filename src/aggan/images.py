@@ -21,6 +21,9 @@ from torch import Tensor
 
 from aggan.errors import AgganError
 
+OVERLAY_RGB = (255, 40, 40)  # the mask's colour over a photo
+OVERLAY_STRENGTH = 0.5  # the tint where the mask is 1
+
 
 def image_extensions() -> frozenset[str]:
     """File endings Pillow can open here (lower case, with the dot)."""
@@ -171,3 +174,21 @@ def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> 
 def to_float(images: Tensor) -> Tensor:
     """uint8 -> float32 in [-1, 1]."""
     return images.float() / 127.5 - 1.0
+
+
+def mask_overlay(image: Tensor, mask: Tensor) -> Tensor:
+    """The photo with the attended region tinted red in proportion to the mask, as the
+    evaluate report and the demo show it: uint8 (3, H, W) and mask uint8 (1, H, W) or (H, W)."""
+    colour = torch.tensor(OVERLAY_RGB, dtype=torch.float32).view(3, 1, 1)
+    weight = mask.float().reshape(1, *image.shape[-2:]) / 255 * OVERLAY_STRENGTH
+    return (image.float() * (1 - weight) + colour * weight).round().to(torch.uint8)
+
+
+def check_pattern(size: tuple[int, int], batch: int = 2) -> Tensor:
+    """Seeded uint8 images (batch, 3, H, W) to check a model's outputs on where no photos are at
+    hand: smooth gradients with noise, so that masks and translations vary."""
+    generator = torch.Generator().manual_seed(size[0] * 1000 + size[1])
+    height, width = size
+    ramp = torch.linspace(0, 1, height)[:, None] * torch.linspace(1, 0, width)[None, :]
+    images = (0.6 * ramp + 0.4 * torch.rand(batch, 3, height, width, generator=generator))
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)

@@ -30,11 +30,11 @@ from aggan.checkpoint import (
     resolve_checkpoint,
     schedule_of,
 )
-from aggan.config import RunConfig, from_dict, to_dict
+from aggan.config import VARIANTS, RunConfig, from_dict, to_dict
 from aggan.data import fixed_samples
-from aggan.domains import DIRECTIONS, source_domain
+from aggan.domains import DIRECTIONS, DOMAINS, source_domain
 from aggan.errors import AgganError
-from aggan.images import current_umask, staging_dir, to_uint8
+from aggan.images import check_pattern, current_umask, staging_dir, to_uint8
 from aggan.networks import Translator
 from aggan.translate import translate_tensor
 from aggan.version import __version__
@@ -55,20 +55,18 @@ def is_model_folder(path: Path) -> bool:
 # --- Export -----------------------------------------------------------------------------------
 
 
-def _check_images(config: RunConfig) -> tuple[dict[str, Tensor], str]:
+def _float16_check_images(config: RunConfig) -> tuple[dict[str, Tensor], str]:
     """uint8 images per source domain to compare float16 with float32 on: the run's test (or
-    training) images at its size where its data is here, else seeded noise."""
+    training) images at its size where its data is here, else the seeded check pattern."""
     try:
         images = {domain: to_uint8(fixed_samples(config.data, domain, CHECK_IMAGES))
-                  for domain in ("a", "b")}
+                  for domain in DOMAINS}
         return images, f"{CHECK_IMAGES} images per domain of {config.data.root}"
     except AgganError:
-        generator = torch.Generator().manual_seed(0)
         size = config.data.size_px
-        images = {domain: torch.randint(0, 256, (CHECK_IMAGES, 3, size, size),
-                                        generator=generator, dtype=torch.uint8)
-                  for domain in ("a", "b")}
-        return images, f"{CHECK_IMAGES} noise images per domain ({config.data.root} not found)"
+        pattern = check_pattern((size, size), CHECK_IMAGES)
+        return ({domain: pattern for domain in DOMAINS},
+                f"{CHECK_IMAGES} check patterns ({config.data.root} not found)")
 
 
 def _rounded_to_float16(translator: Translator) -> Translator:
@@ -134,7 +132,7 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
     config = config_of(state, path)
     schedule = schedule_of(state)
     step = int(state["step"])
-    if config.model.variant != "cyclegan" and not schedule.phase(step).use_attention:
+    if VARIANTS[config.model.variant].attention and not schedule.phase(step).use_attention:
         raise AgganError(f"{path} is at step {step}, inside the attention warm-up (until "
                          f"{schedule.attention_warmup_steps}): its attention is not trained yet")
     if out_dir.exists() and any(out_dir.iterdir()) and not is_model_folder(out_dir):
@@ -143,7 +141,7 @@ def export_model(checkpoint: Path, out_dir: Path, *, dtype: WeightsDtype = "auto
     translator.load_state_dict(inference_weights(state))
     translator.to(device or torch.device("cpu")).eval()
 
-    images, checked_on = _check_images(config)
+    images, checked_on = _float16_check_images(config)
     change = float16_level_change(translator, images) if dtype != "float32" else None
     if dtype == "float16" and change is not None and change > MAX_LEVEL_CHANGE:
         raise AgganError(f"float16 weights change an output by {change} levels of 8-bit "
