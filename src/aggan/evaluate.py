@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from aggan.config import DataConfig
 from aggan.data import ground_truth, open_test_domain
-from aggan.domains import Direction, source_domain, target_domain
+from aggan.domains import DOMAINS, Direction, source_domain, target_domain
 from aggan.errors import AgganError
 from aggan.images import (
     atomic_write,
@@ -126,7 +126,7 @@ def test_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Pat
     """Inception features of both domains' test images (cached): each is the target of one
     direction and, for the authors' FID, the source of the other."""
     features = {}
-    for domain in ("a", "b"):
+    for domain in DOMAINS:
         images = open_test_domain(data, domain)
         if images is None:
             raise AgganError(f"--data {data.root}: evaluation needs testA/ and testB/")

@@ -110,21 +110,21 @@ def load_model(source: str | os.PathLike, device: torch.device | None = None) ->
     """The model at ``source`` (see the module's docstring), on ``device`` (default: the CPU)."""
     path = Path(source)
     if path.exists() and not is_model_folder(path):
-        checkpoint = resolve_checkpoint(path)
-        state = load_checkpoint(checkpoint)
-        config = config_of(state, checkpoint)
+        read_from = resolve_checkpoint(path)
+        state = load_checkpoint(read_from)
+        config = config_of(state, read_from)
         translator = Translator(config.model)
-        load_state(translator, inference_weights(state), checkpoint, "networks")
+        load_state(translator, inference_weights(state), read_from, "networks")
         use_attention = schedule_of(state).phase(state["step"]).use_attention
         recorded = Path(config.data.root)
     else:
-        checkpoint = find_model(source)
-        translator, config, info = read_model_folder(checkpoint)
+        read_from = find_model(source)
+        translator, config, info = read_model_folder(read_from)
         use_attention = VARIANTS[config.model.variant].attention
-        recorded = checkpoint / info.get("data", "synthetic")
+        recorded = read_from / info.get("data", "synthetic")
     data_root = None if config.data.root == "synthetic" or not recorded.is_dir() else recorded
     # Channels-last: 1.2x (256 px) to 1.3x (1024 x 768) the images/s of NCHW on CPU
     # (benchmarks/README.md).
     translator = translator.to(device or torch.device("cpu"),
                                memory_format=torch.channels_last).eval()
-    return LoadedModel(translator, config, use_attention, checkpoint, data_root)
+    return LoadedModel(translator, config, use_attention, read_from, data_root)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from aggan.config import RunConfig, to_dict
 from aggan.data import fixed_samples, ground_truth
-from aggan.domains import DIRECTIONS, source_domain
+from aggan.domains import DIRECTIONS, DOMAINS, source_domain
 from aggan.images import write_json, write_png
 from aggan.metrics.groundtruth import ground_truth_metrics
 from aggan.networks import Translator
@@ -83,7 +83,7 @@ class CollapseWatch:
     def check(self, values: dict[str, float], phase: Phase, step: int) -> None:
         if not phase.use_attention:
             return
-        for domain in ("a", "b"):
+        for domain in DOMAINS:
             mean = values[f"mask/mean_{domain}"]
             if mean < self.threshold and domain not in self.collapsed:
                 self.collapsed.add(domain)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from aggan.domains import DOMAINS
 from aggan.errors import AgganError
 from aggan.images import atomic_write, prepare_output_dir, staging_dir, write_png
 
@@ -83,7 +84,7 @@ def render_scene(seed: int, split: str, domain: str, index: int, size_px: int) -
     coords = (torch.arange(size_px, dtype=torch.float32) + 0.5) / size_px
     y, x = torch.meshgrid(coords, coords, indexing="ij")
     background = _background(generator, y, x)
-    painted = {d: background.clone() for d in ("a", "b")}
+    painted = {d: background.clone() for d in DOMAINS}
     mask = torch.zeros(1, size_px, size_px, dtype=torch.bool)
     for _ in range(int(torch.randint(1, 3, (), generator=generator))):
         cy, cx = _uniform(generator, 0.2, 0.8), _uniform(generator, 0.2, 0.8)
@@ -98,7 +99,7 @@ def render_scene(seed: int, split: str, domain: str, index: int, size_px: int) -
         light = 0.55 + 0.45 * torch.sqrt((1 - radius2).clamp(min=0)) - 0.15 * (dy + dx)
         hue_shift = _uniform(generator, -0.03, 0.03)
         saturation, value = _uniform(generator, 0.7, 0.95), _uniform(generator, 0.75, 0.95)
-        for d in ("a", "b"):
+        for d in DOMAINS:
             colour = _rgb(OBJECT_HUE[d] + hue_shift, saturation, value) * light
             painted[d] = torch.where(inside, colour, painted[d])
         mask |= inside
@@ -164,7 +165,7 @@ def _write_scenes(out: Path, *, size_px: int, train_images: int, test_images: in
     for split, count in (("train", train_images), ("test", test_images)):
         if count == 0:
             continue
-        for domain in ("a", "b"):
+        for domain in DOMAINS:
             images = SyntheticDomain(seed=seed, split=split, domain=domain, count=count,
                                      size_px=size_px)
             folder = f"{split}{domain.upper()}"

@@ -38,7 +38,7 @@ from aggan.data import (
     training_loader,
 )
 from aggan.device import tensor_layout
-from aggan.domains import DIRECTIONS
+from aggan.domains import DIRECTIONS, DOMAINS
 from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
 from aggan.images import prepare_output_dir
@@ -75,15 +75,20 @@ class TrainResult:
 def training_images(config: RunConfig) -> dict[str, DomainImages]:
     """Both domains' training images (less the held-out validation images), each file decoded
     once as a check."""
-    return {domain: split_training(config.data, domain)[0] for domain in ("a", "b")}
+    return {domain: split_training(config.data, domain)[0] for domain in DOMAINS}
+
+
+def _fresh_schedule(config: RunConfig, images: dict[str, DomainImages],
+                    world_size: int) -> Schedule:
+    """The schedule of a start, in steps: an epoch is the larger domain's training images."""
+    return resolve_schedule(config.train, config.model.variant,
+                            max(len(domain) for domain in images.values()), world_size)
 
 
 def planned_schedule(config: RunConfig, world_size: int = 1) -> Schedule:
     """The schedule a start of ``config`` would train, in steps, with every check the start runs
     on the data and the schedule (``--dry-run``)."""
-    images = training_images(config)
-    return resolve_schedule(config.train, config.model.variant,
-                            max(len(images["a"]), len(images["b"])), world_size)
+    return _fresh_schedule(config, training_images(config), world_size)
 
 
 def _train(config: RunConfig, run_dir: Path, context: distributed.Context, device: torch.device,
@@ -107,8 +112,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
 
     # --- Build: data, schedule, state, run folder, loader.
     images = training_images(config)
-    schedule = resolve_schedule(config.train, config.model.variant,
-                                max(len(images["a"]), len(images["b"])), context.world_size)
+    schedule = _fresh_schedule(config, images, context.world_size)
     if saved is not None:
         schedule = continue_schedule(schedule_of(saved), schedule, int(saved["step"]),
                                      config.train)
@@ -120,7 +124,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, config, schedule, device, context.world_size)
         samples = {domain: fixed_samples(config.data, domain, SAMPLE_IMAGES).to(device)
-                   for domain in ("a", "b")}
+                   for domain in DOMAINS}
     # Rows after the start step are from a run killed before it saved them: dropped.
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None

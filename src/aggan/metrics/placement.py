@@ -37,6 +37,7 @@ from torch import Tensor
 
 from aggan.config import DataConfig
 from aggan.data import DomainImages, split_training
+from aggan.domains import DOMAINS
 from aggan.errors import AgganError
 from aggan.metrics.fid_kid import cached_features, domain_identity
 from aggan.metrics.inception import InceptionFeatures
@@ -128,7 +129,7 @@ def training_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Pa
     (a seeded draw, never one of the validation images; their features cached like the test
     sets'). ``training``: those images by domain where the caller has them open already."""
     images_by_domain = training or {domain: split_training(data, domain)[0]
-                                    for domain in ("a", "b")}
+                                    for domain in DOMAINS}
     if min(len(images) for images in images_by_domain.values()) < MIN_PROBE_IMAGES:
         raise AgganError(f"the placement probe needs at least {MIN_PROBE_IMAGES} training "
                          f"images per domain in {data.root}")
