@@ -38,8 +38,8 @@ FLAGS = ["--data", "synthetic", "--size", "32", "--workers", "0", "--device", "c
          "--set", "model.generator_width=8", "--set", "model.generator_blocks=1",
          "--set", "model.attention_width=8", "--set", "model.discriminator_width=8",
          "--set", "data.synthetic.train_images=40", "--set", "data.synthetic.test_images=4",
-         "--set", "train.log_every_steps=1", "--set", "train.sample_every_steps=7",
-         "--set", "train.checkpoint_every_steps=10"]
+         "--set", "monitor.log_every_steps=1", "--set", "monitor.sample_every_steps=7",
+         "--set", "monitor.checkpoint_every_steps=10"]
 
 
 def train_command(run_dir: Path, steps: int, resume: bool) -> list[str]:

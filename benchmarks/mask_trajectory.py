@@ -2,7 +2,7 @@
 
 Reads the run folders' ``stats.jsonl`` (the mean mask of each logged training batch) and
 ``metrics.jsonl`` (the mask placement at the sample steps after the warm-up,
-``train.placement_images``) and, with ``--test-images N``, measures every saved checkpoint on N
+``monitor.placement_images``) and, with ``--test-images N``, measures every saved checkpoint on N
 test images per domain (mean mask and the share of pixels above 0.5); with
 ``--placement-images N`` every checkpoint's mask placement on N images per direction, as the
 training log measures it (so runs logged with another version of the measure, or none, can be
@@ -82,8 +82,8 @@ def checkpoint_masks(run_dir: Path, images: int, placement_images: int
             row[f"area_{direction}"] = float((mask > 0.5).float().mean())
         if placement_images and use_attention:
             if monitor is None:
-                monitor = PlacementMonitor(dataclasses.replace(config, train=dataclasses.replace(
-                    config.train, placement_images=placement_images)), torch.device("cpu"))
+                monitor = PlacementMonitor(dataclasses.replace(config, monitor=dataclasses.replace(
+                    config.monitor, placement_images=placement_images)), torch.device("cpu"))
             row |= {key.removeprefix("placement/"): value
                     for key, value in monitor.measure(translator).items()}
         rows.append(row)

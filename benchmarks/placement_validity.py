@@ -8,7 +8,11 @@ three label-free measures:
 - ``random place``: the mask circularly shifted by a seeded random offset (same shape, same area);
 - ``ones``: a mask of ones (everything);
 - ``centred blob``: the mask's own values rearranged into a centred disk, the highest at the
-  centre (the same area and the same softness, placed where a photographer puts the subject).
+  centre (the same area and the same softness, placed where a photographer puts the subject);
+- ``average mask``: the mean of the model's masks over all the test photos of the direction,
+  the same on every photo: where the priors alone (border, area) and the photographers' habits
+  put a mask. Masks that follow each photo's animal beat it; masks that draw one band whatever
+  the photo tie with it.
 The measures:
 - ``occlusion``: ``aggan.metrics.placement`` (nats of domain evidence the mask hides beyond the
   same shape elsewhere; a probe on the training photos' Inception features), with its hit rate
@@ -76,6 +80,7 @@ CANDIDATES: dict[str, Callable[[Tensor], Tensor]] = {
     "random place": random_place,
     "ones": torch.ones_like,
     "centred blob": centred_blob,
+    "average mask": lambda mask: mask.mean(0, keepdim=True).expand_as(mask),
 }
 
 
@@ -105,6 +110,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path,
                         help="folder with trainA/ trainB/ (the probe) and testA/ testB/")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--candidates", nargs="+", choices=tuple(CANDIDATES)[1:],
+                        default=tuple(CANDIDATES)[1:],
+                        help="the masks to hold the model's against (default: all)")
     args = parser.parse_args()
 
     model = load_model(args.model, torch.device("cpu"))
@@ -123,8 +131,8 @@ def main() -> None:
         with torch.no_grad():
             generated, masks = translator.parts(to_float(photos), direction, use_attention)
         per_photo: dict[str, Tensor] = {}
-        for name, candidate in CANDIDATES.items():
-            chosen = candidate(masks.float()).clamp(0, 1)
+        for name in ("model", *args.candidates):
+            chosen = CANDIDATES[name](masks.float()).clamp(0, 1)
             measured = placement(probe, inception, list(photos), list(chosen), source)
             per_photo[name] = measured.scores
             model_minus = per_photo["model"] - measured.scores

@@ -46,7 +46,6 @@ from aggan.config import RunConfig, build_config
 from aggan.data import UnpairedTrainingSet, open_domain, training_loader
 from aggan.device import has_fast_bf16, resolve_device, tensor_layout
 from aggan.images import write_json
-from aggan.losses import loss_weights
 from aggan.schedule import Phase
 from aggan.step import StepModules, step_modules, training_step
 from aggan.train_state import TrainState, build_state
@@ -129,8 +128,8 @@ def cpu_name() -> str:
 
 
 def run_config(option: str, size: int, batch: int, device: torch.device) -> RunConfig:
-    train = {"device": str(device), "batch_size": batch, **OPTIONS[option]}
-    return build_config({"data": {"size_px": size, "workers": 0}, "train": train})
+    return build_config({"data": {"size_px": size, "workers": 0}, "train": {"batch_size": batch},
+                         "runtime": {"device": str(device), **OPTIONS[option]}})
 
 
 def peak_memory_mib(device: torch.device) -> float:
@@ -144,13 +143,13 @@ def prepared_step(config: RunConfig, device: torch.device
     """Fresh state and step modules, and a closure that runs one training step in ``PHASE`` on
     fixed random batches of the config's size, laid out as training lays them out."""
     state = build_state(config, device)
-    modules = step_modules(state, PHASE, distributed.Context(), device, config.train,
-                           loss_weights(config.train))
+    modules = step_modules(state, PHASE, distributed.Context(), device, config)
     size, batch = config.data.size_px, config.train.batch_size
     generator = torch.Generator().manual_seed(0)
     real = {domain: (torch.rand(batch, 3, size, size, generator=generator) * 2 - 1).to(
-        device, memory_format=tensor_layout(config.train)) for domain in ("a", "b")}
-    return state, modules, lambda: training_step(state, modules, real, PHASE)
+        device, memory_format=tensor_layout(config.runtime)) for domain in ("a", "b")}
+    return state, modules, lambda: training_step(state, modules, real, PHASE,
+                                                     config.losses)
 
 
 def train_worker(option: str, size: int, batch: int, device: torch.device, warmup: int,
@@ -162,7 +161,7 @@ def train_worker(option: str, size: int, batch: int, device: torch.device, warmu
         step()
     flops = counter.get_total_flops()
     seconds = median_seconds(step, device, warmup, repeats)
-    return {"option": option, "precision": config.train.precision, "size_px": size,
+    return {"option": option, "precision": config.runtime.precision, "size_px": size,
             "batch": batch, "sec_per_step": seconds, "steps_per_s": 1 / seconds,
             "images_per_s": 2 * batch / seconds,  # a step translates one batch of each domain
             "gflop_per_step": flops / 1e9, "achieved_gflops": flops / seconds / 1e9,
@@ -186,7 +185,7 @@ def forward_passes(device: torch.device) -> dict[str, int]:
     """How many times each network runs in one training step (tiny widths; counts only)."""
     config = build_config({"model": {"generator_width": 8, "generator_blocks": 1,
                                       "attention_width": 8, "discriminator_width": 8},
-                           "data": {"size_px": 32}, "train": {"device": str(device)}})
+                           "data": {"size_px": 32}, "runtime": {"device": str(device)}})
     state, modules, step = prepared_step(config, device)
     calls: Counter[str] = Counter()
     networks = {**{f"generator_{d}": m for d, m in state.translator.generators.items()},
@@ -219,7 +218,7 @@ def host_syncs_per_step(device: torch.device) -> int | None:
 
 def adam_step_ms(device: torch.device, repeats: int) -> dict[str, float]:
     """One optimizer step over the translator's and discriminators' parameters."""
-    state = build_state(build_config({"train": {"device": str(device)}}), device)
+    state = build_state(build_config({"runtime": {"device": str(device)}}), device)
     params = [*state.translator.parameters(), *state.discriminators.parameters()]
     for p in params:
         p.grad = torch.randn_like(p)

@@ -10,7 +10,7 @@ lower.
 
     python benchmarks/synthetic_quality.py                      # 3 variants, default recipe
     python benchmarks/synthetic_quality.py --variants aggan --recipes default official --seeds 0 1
-    python benchmarks/synthetic_quality.py --variants aggan --set train.precision=bf16
+    python benchmarks/synthetic_quality.py --variants aggan --set runtime.precision=bf16
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},  # warm-up 25%, switch 60%, paper attention kernels
     "official": read_config_file("official"),  # released code: no warm-up, switch 30%, 1x1
     "1x1-kernels": {"model": {"attention_kernels": "official-1x1"}},  # default schedule, 1x1
-    "no-warmup": {"train": {"attention_warmup_epoch": 0}},  # default kernels, switch 60%
+    "no-warmup": {"schedule": {"attention_warmup_epoch": 0}},  # default kernels, switch 60%
 }
 COLUMNS = ("mask_iou", "background_psnr_db", "truth_psnr_db", "identity_truth_psnr_db",
            "mask_inside", "collapsed")
@@ -44,8 +44,9 @@ def run_one(variant: str, recipe: str, seed: int, args: argparse.Namespace,
         read_config_file("demo"), RECIPES[recipe],
         {"model": {"variant": variant},
          "data": {"size_px": args.size, "workers": args.workers},
-         "train": {"steps": args.steps, "seed": seed, "device": args.device,
-                   "sample_every_steps": args.steps, "checkpoint_every_steps": args.steps}},
+         "train": {"seed": seed}, "schedule": {"steps": args.steps},
+         "monitor": {"sample_every_steps": args.steps, "checkpoint_every_steps": args.steps},
+         "runtime": {"device": args.device}},
         *(parse_assignment(assignment) for assignment in args.set))
     started = time.perf_counter()
     result = train(config, run_dir, progress=False, tensorboard=False)
@@ -98,7 +99,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="config override for every run, e.g. train.precision=bf16")
+                        help="config override for every run, e.g. runtime.precision=bf16")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "synthetic_quality" /
                         "synthetic_quality.json")

@@ -66,6 +66,8 @@ def fingerprint(repo: Path, work: Path, photos: Path) -> dict[str, str]:
            "--test", "4")
     _aggan(repo, "train", "--data", str(data), "--out", str(run), "--size", "32", "--steps", "20",
            "--device", "cpu", "--seed", "0", "--precision", "fp32", "--no-progress",
+           # The layout of aggan 0.1.0 (one train section), which later versions still read, so
+           # that the command runs on commits from before the config's sections and after.
            "--set", "train.sample_every_steps=10", "--set", "train.checkpoint_every_steps=10",
            "--set", "train.placement_images=0")
     result: dict[str, str] = {}
@@ -85,12 +87,33 @@ def fingerprint(repo: Path, work: Path, photos: Path) -> dict[str, str]:
     return result
 
 
+def _section_moves(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
+    """Config fields that moved to another section between the two (``...config.train.tau`` ->
+    ``...config.schedule.tau``: the same prefix and field, in no other section of either side):
+    the key in ``before`` -> its key in ``after``. Whether their values match is compared."""
+    moves = {}
+    for key in before.keys() - after.keys():
+        prefix, _, rest = key.rpartition(".config.")
+        _, _, name = rest.partition(".")
+        if not prefix or not name or "." in name:
+            continue
+        found = [other for other in after.keys() - before.keys()
+                 if other.startswith(f"{prefix}.config.") and other.endswith(f".{name}")
+                 and other.count(".") == key.count(".")]
+        if len(found) == 1:
+            moves[key] = found[0]
+    return moves
+
+
 def compare(before: dict[str, str], after: dict[str, str]) -> int:
+    moves = _section_moves(before, after)
+    before = {moves.get(key, key): value for key, value in before.items()}
     differing = sorted(key for key in before.keys() | after.keys()
                        if before.get(key) != after.get(key))
     for key in differing:
         print(f"differs: {key}: {before.get(key)} -> {after.get(key)}")
-    print(f"{len(before)} entries before, {len(after)} after, {len(differing)} differ")
+    print(f"{len(before)} entries before, {len(after)} after, {len(moves)} config fields moved "
+          f"section, {len(differing)} differ")
     return 1 if differing else 0
 
 

@@ -30,8 +30,8 @@ common=(--data "$data" --size 256 --device "$device" --precision "$precision" --
 # 1. Probe: seconds per step at this size on this device (warm-up steps, then attention ones).
 rm -rf "$out/probe"
 "$bin/aggan" train "${common[@]}" --out "$out/probe" --steps 40 \
-  --set train.log_every_steps=10 --set train.checkpoint_every_steps=1000 \
-  --set train.sample_every_steps=1000 > "$out/probe.log" 2>&1
+  --set monitor.log_every_steps=10 --set monitor.checkpoint_every_steps=1000 \
+  --set monitor.sample_every_steps=1000 > "$out/probe.log" 2>&1
 steps=$("$bin/python" - "$out/probe/stats.jsonl" "$budget_min" <<'EOF'
 import json, sys
 records = [json.loads(line) for line in open(sys.argv[1])]
@@ -46,7 +46,7 @@ echo "paper_run: $steps steps in about $budget_min minutes on $device ($precisio
 # 2. Train, 3. evaluate (FID, KID both directions), 4. export the shareable model folder.
 started=$(date +%s)
 "$bin/aggan" train "${common[@]}" --out "$out/run" --steps "$steps" \
-  --set train.checkpoint_every_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
+  --set monitor.checkpoint_every_steps=$(( steps / 10 > 0 ? steps / 10 : 1 ))
 trained=$(( $(date +%s) - started ))
 "$bin/aggan" evaluate --checkpoint "$out/run" --data "$data" --out "$out/report" --device "$device"
 "$bin/aggan" export-weights --checkpoint "$out/run" --out "$out/model"

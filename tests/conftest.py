@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +22,38 @@ def _deterministic() -> None:
     torch.manual_seed(0)
 
 
-def tiny_layer(**train: object) -> dict:
-    """32 px, narrow networks, no workers: a training step in milliseconds."""
-    return {
+def tiny_layer(**fields: object) -> dict:
+    """32 px, narrow networks, no workers: a training step in milliseconds. Each keyword is a
+    field of a section below the data (``steps=8``: ``schedule.steps``), set in its section."""
+    layer: dict[str, dict] = {
         "model": {"generator_width": 8, "generator_blocks": 2, "attention_width": 8,
                   "discriminator_width": 8},
         "data": {"root": "synthetic", "size_px": 32, "workers": 0,
                  "synthetic": {"train_images": 40, "test_images": 6}},
-        "train": {"steps": 20, "log_every_steps": 5, "sample_every_steps": 10,
-                  "checkpoint_every_steps": 10, "device": "cpu", **train},
+        "schedule": {"steps": 20},
+        "monitor": {"log_every_steps": 5, "sample_every_steps": 10, "checkpoint_every_steps": 10},
+        "runtime": {"device": "cpu"},
     }
+    for name, value in fields.items():
+        layer.setdefault(section_of(name), {})[name] = value
+    return layer
+
+
+def section_of(name: str) -> str:
+    """The section below the model and the data that holds the field ``name``."""
+    sections = typing.get_type_hints(RunConfig)
+    return next(section for section in ("train", "schedule", "losses", "monitor", "runtime")
+                if name in {f.name for f in dataclasses.fields(sections[section])})
+
+
+def with_fields(config: RunConfig, **fields: object) -> RunConfig:
+    """``config`` with each keyword's field replaced in its section."""
+    changes: dict[str, dict[str, object]] = {}
+    for name, value in fields.items():
+        changes.setdefault(section_of(name), {})[name] = value
+    return dataclasses.replace(config, **{
+        section: dataclasses.replace(getattr(config, section), **values)
+        for section, values in changes.items()})
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ TINY_FLAGS = ["--size", "32", "--workers", "0", "--device", "cpu", "--no-progres
               "--set", "model.generator_width=8", "--set", "model.generator_blocks=1",
               "--set", "model.attention_width=8", "--set", "model.discriminator_width=8",
               "--set", "data.synthetic.train_images=8", "--set", "data.synthetic.test_images=2",
-              "--set", "train.checkpoint_every_steps=2"]
+              "--set", "monitor.checkpoint_every_steps=2"]
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -69,17 +69,17 @@ def test_dry_run_refuses_what_the_start_refuses_and_prints_the_schedule(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A dry run resolves the schedule against the data as the start does: a schedule the
     start refuses, it refuses in the same line; one it accepts, it prints in steps."""
-    bad = ("--set", "train.attention_warmup_epoch=70", "--set", "train.switch_epoch=60")
+    bad = ("--set", "schedule.attention_warmup_epoch=70", "--set", "schedule.switch_epoch=60")
     code, out, err = run_cli(capsys, "train", "--out", tmp_path / "dry", "--dry-run", *bad)
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert "does not end before train.switch_epoch=60.0" in err
+    assert "does not end before schedule.switch_epoch=60.0" in err
     code, _, real = run_cli(capsys, "train", "--out", tmp_path / "real", *bad)
     assert code == 2 and real == err
     code, out, _ = run_cli(capsys, "train", "--data", "synthetic", "--out", tmp_path,
                            "--dry-run", "--epochs", "80", "--set",
                            "data.synthetic.train_images=30", "--set", "data.validation_images=5")
     plan = json.loads(out)
-    assert code == 0 and plan["config"]["train"]["epochs"] == 80.0
+    assert code == 0 and plan["config"]["schedule"]["epochs"] == 80.0
     assert plan["schedule"]["steps_per_epoch"] == 25  # 30 less the 5 held out
     assert plan["schedule"]["total_steps"] == 2000
     assert plan["schedule"]["attention_warmup_steps"] == 625  # epoch 25
@@ -231,7 +231,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "aggan", "train", "--data", "synthetic", "--out",
                str(run_dir), "--steps", "100000", *TINY_FLAGS, "--workers", "1",
-               "--set", "train.log_every_steps=1"]
+               "--set", "monitor.log_every_steps=1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     stats = run_dir / "stats.jsonl"

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from aggan.config import RunConfig, build_config, parse_assignment, read_config_file, to_dict
+from aggan.config import (
+    LossesConfig,
+    RunConfig,
+    build_config,
+    parse_assignment,
+    read_config_file,
+    to_dict,
+)
 from aggan.errors import AgganError
 
 
 def test_defaults_are_the_methods_values() -> None:
     config = RunConfig()
     assert config.train.lr == 1e-4 and config.train.adam_beta1 == 0.5
-    assert config.train.cycle_weight == 10 and config.train.pool_size == 50
-    assert config.train.tau == 0.1 and config.train.epochs == 100
-    assert config.train.decay_start_epoch == 50 and config.train.batch_size == 1
+    assert config.losses.cycle_weight == 10 and config.train.pool_size == 50
+    assert config.schedule.tau == 0.1 and config.schedule.epochs == 100
+    assert config.schedule.decay_start_epoch == 50 and config.train.batch_size == 1
     assert config.model.generator_width == 32 and config.model.generator_blocks == 9
     assert config.data.size_px == 256 and config.data.resolved_load_size_px == 286
 
 
 def test_official_config_restores_released_behaviour() -> None:
     config = build_config(read_config_file("official"))
-    assert config.train.switch_epoch == 30 and config.train.attention_warmup_epoch == 0
+    assert config.schedule.switch_epoch == 30 and config.schedule.attention_warmup_epoch == 0
     assert config.model.attention_kernels == "official-1x1"
     # None of what keeps the attention alive on photos is in the released code.
-    train = config.train
-    assert (train.attention_cycle_gradient, train.guided_discriminator) == (1, "switch")
-    assert train.source_negative_weight == train.mask_border_weight == 0
-    assert train.mask_area_weight == train.mask_area_min == 0
+    losses, schedule = config.losses, config.schedule
+    assert (losses.attention_cycle_gradient, schedule.guided_discriminator) == (1, "switch")
+    assert losses.source_negative_weight == losses.mask_border_weight == 0
+    assert losses.mask_area_weight == losses.mask_area_min == 0
 
 
 def test_layers_later_wins_and_set_parses_json() -> None:
@@ -40,22 +48,52 @@ def test_layers_later_wins_and_set_parses_json() -> None:
 
 @pytest.mark.parametrize(("layer", "named"), [
     ({"train": {"lrr": 1}}, "train.lrr"),
-    ({"train": {"steps": "ten"}}, "train.steps"),
+    ({"schedule": {"steps": "ten"}}, "schedule.steps"),
+    ({"schedule": {"tau": 2}}, "schedule.tau"),
+    ({"monitor": {"log_every_steps": 0}}, "monitor.log_every_steps"),
+    ({"runtime": {"precision": "fp8"}}, "runtime.precision"),
     ({"model": {"variant": "unet"}}, "model.variant"),
     ({"data": {"size_px": 30}}, "--size"),
     ({"data": {"flip": 1}}, "data.flip"),
-    ({"train": {"cycle_weight": 0}}, "train.cycle_weight"),
+    ({"losses": {"cycle_weight": 0}}, "losses.cycle_weight"),
+    ({"train": {"cycle_weight": 0}}, "losses.cycle_weight"),  # the layout before the sections
 ])
 def test_bad_values_name_the_field(layer: dict, named: str) -> None:
     with pytest.raises(AgganError, match=named.replace(".", r"\.")):
         build_config(layer)
 
 
+@pytest.mark.parametrize("weight", [f.name for f in dataclasses.fields(LossesConfig)
+                                    if f.name.endswith("_weight")])
+def test_every_loss_weight_refuses_a_negative(weight: str) -> None:
+    with pytest.raises(AgganError, match=rf"losses\.{weight} must be"):
+        build_config({"losses": {weight: -1.0}})
+
+
 def test_run_config_json_loads_back(tmp_path: Path) -> None:
-    config = build_config({"train": {"steps": 5}, "model": {"variant": "cyclegan"}})
+    config = build_config({"schedule": {"steps": 5}, "model": {"variant": "cyclegan"}})
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"config": to_dict(config), "argv": []}))
     assert build_config(read_config_file(str(path))) == config
+
+
+def test_a_config_from_before_the_sections_loads_into_them() -> None:
+    """Checkpoints, model folders, config files and ``--set train.X`` written when every
+    setting sat in one ``train`` section (aggan 0.1.0) resolve to the same config, field for
+    field, as today's layout; a layer in today's layout still wins over an older one below it."""
+    flat = {"train": {"lr": 2e-4, "seed": 3, "steps": 40, "tau": 0.2, "mask_area_min": 0.2,
+                      "placement_images": 4, "precision": "bf16"}}
+    sectioned = {"train": {"lr": 2e-4, "seed": 3}, "schedule": {"steps": 40, "tau": 0.2},
+                 "losses": {"mask_area_min": 0.2}, "monitor": {"placement_images": 4},
+                 "runtime": {"precision": "bf16"}}
+    assert build_config(flat) == build_config(sectioned)
+    assert build_config(flat).losses.mask_area_min == 0.2
+    assert build_config(flat, {"schedule": {"tau": 0.3}}).schedule.tau == 0.3
+    assert build_config(sectioned, parse_assignment("train.tau=0.4")).schedule.tau == 0.4
+    shipped = json.loads((Path(__file__).parents[1] / "models" / "horse2zebra-128"
+                          / "config.json").read_text())
+    assert "tau" in shipped["config"]["train"]  # written in the old layout
+    assert build_config(shipped["config"]).schedule.switch_step is None
 
 
 def test_unreadable_config_file_is_named(tmp_path: Path) -> None:

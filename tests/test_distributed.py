@@ -116,8 +116,8 @@ def test_a_dead_rank_ends_the_job_and_leaves_the_checkpoint_intact(tmp_path: Pat
                "--steps", "100000", "--size", "32", "--workers", "0", "--device", "cpu",
                "--no-progress", "--set", "model.generator_width=8",
                "--set", "model.generator_blocks=1", "--set", "model.attention_width=8",
-               "--set", "model.discriminator_width=8", "--set", "train.checkpoint_every_steps=3",
-               "--set", "train.distributed_timeout_s=30",
+               "--set", "model.discriminator_width=8", "--set", "monitor.checkpoint_every_steps=3",
+               "--set", "runtime.distributed_timeout_s=30",
                "--set", "data.synthetic.train_images=8", "--set", "data.synthetic.test_images=2"]
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)

@@ -55,7 +55,7 @@ def start_training() -> Iterator[Any]:
     def start(run_dir: Path, *extra: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "aggan", "train", "--data", "synthetic", "--out",
                    str(run_dir), "--steps", "100000", *TINY_FLAGS, "--set",
-                   "train.log_every_steps=1", *extra]
+                   "monitor.log_every_steps=1", *extra]
         processes.append(subprocess.Popen(command, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True,
                                           start_new_session=True))
@@ -73,7 +73,7 @@ def start_training() -> Iterator[Any]:
 def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path: Path, start_training) -> None:
     run_dir = tmp_path / "run"
     process = start_training(run_dir, "--workers", "1",
-                             "--set", "train.checkpoint_every_steps=100000")
+                             "--set", "monitor.checkpoint_every_steps=100000")
     wait_for_rows(process, run_dir / "stats.jsonl", 3)
     # SLURM and systemd signal the whole process group, data workers included (docker stop and
     # Kubernetes only the main process): the workers must not die before the main has saved.
@@ -105,8 +105,8 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(
     run_dir = tmp_path / "run"
     real_step = aggan.train.training_step
 
-    def poisoned_step(state, modules, real, phase):  # type: ignore[no-untyped-def]
-        terms = real_step(state, modules, real, phase)
+    def poisoned_step(state, modules, real, phase, losses):  # type: ignore[no-untyped-def]
+        terms = real_step(state, modules, real, phase, losses)
         if state.step + 1 == 13:  # the 13th step: the weights turn NaN with it
             with torch.no_grad():
                 next(state.translator.parameters()).fill_(float("nan"))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
-from aggan.config import TrainConfig
+from aggan.config import LossesConfig
 from aggan.losses import (
+    UNWEIGHTED_KINDS,
     CycleOutputs,
     cycle_loss,
     discriminator_loss,
@@ -13,11 +17,20 @@ from aggan.losses import (
     generator_adversarial_loss,
     generator_losses,
     hard_mask,
-    loss_weights,
     mask_area_loss,
     mask_border_loss,
     source_negative_loss,
+    term_weight,
 )
+from aggan.schedule import Phase
+
+# The attention in use and training, tau 0: every term of the generators can be there.
+TRAINING = Phase(lr_factor=1.0, tau=0.0, use_attention=True, train_attention=True,
+                 normalize_discriminator=True)
+# Only the term under test weighs anything the test's inputs make non-zero (the cycle and the
+# adversarial terms are 0 on them).
+ONLY_TERMS = LossesConfig(source_negative_weight=0, mask_border_weight=0, mask_area_weight=0,
+                          attention_cycle_weight=0)
 
 
 def test_hard_mask_threshold_and_no_gradient() -> None:
@@ -43,24 +56,48 @@ def test_cycle_loss_is_mean_absolute_error() -> None:
     assert cycle_loss(torch.full((1, 3, 2, 2), -0.5), torch.zeros(1, 3, 2, 2)) == 0.5
 
 
-def test_loss_weights_are_the_configs() -> None:
-    """Adversarial terms at 1, the cycle at ``train.cycle_weight``, each discriminator's
-    least-squares loss (already halved) at 1, the priors and source negatives at theirs."""
-    config = TrainConfig(cycle_weight=3.0, source_negative_weight=0.5, mask_area_weight=2.0,
-                         mask_border_weight=0.25, attention_cycle_weight=0.75)
-    assert loss_weights(config) == {"adversarial": 1.0, "cycle": 3.0, "mask_area": 2.0,
-                                     "mask_border": 0.25, "discriminator": 1.0,
-                                     "source_negative": 0.5, "attention_cycle": 0.75}
+def test_each_kind_weighs_its_config_field() -> None:
+    """Adversarial terms at 1, every other kind at ``LossesConfig.<kind>_weight``; an unknown
+    kind fails instead of taking another's weight."""
+    config = LossesConfig(cycle_weight=3.0, source_negative_weight=0.5, mask_area_weight=2.0,
+                          mask_border_weight=0.25, attention_cycle_weight=0.75)
+    weights = {kind: term_weight(kind, config) for kind in (
+        "adversarial", "cycle", "mask_area", "mask_border", "discriminator", "source_negative",
+        "attention_cycle")}
+    assert weights == {"adversarial": 1.0, "cycle": 3.0, "mask_area": 2.0, "mask_border": 0.25,
+                       "discriminator": 1.0, "source_negative": 0.5, "attention_cycle": 0.75}
+    with pytest.raises(AttributeError):
+        term_weight("mask_prior", config)
 
 
-def test_weighted_total_groups_terms_by_kind() -> None:
-    """A term's kind is its name without the last ``_part``, so a kind may hold underscores."""
-    scores = {"a": (torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)),
-              "mask_prior_b": (torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2))}
-    losses = discriminator_losses(scores, {"discriminator": 3.0, "discriminator_mask_prior": 5.0})
-    assert set(losses.terms) == {"loss/discriminator_a", "loss/discriminator_mask_prior_b"}
-    assert losses.terms["loss/discriminator_mask_prior_b"] == 1.0
-    assert losses.total == 3.0 * 0.0 + 5.0 * 1.0
+def test_every_weight_field_weighs_a_term_the_losses_compute() -> None:
+    """A loss term is its function and its ``<kind>_weight`` field: with every weight on, the
+    kinds the two updates compute are exactly the weighted fields and the unweighted kinds."""
+    images = {d: torch.zeros(1, 3, 4, 4) for d in "ab"}
+    masks = {d: torch.full((1, 1, 4, 4), 0.5) for d in ("a2b", "b2a")}
+    fakes = {"a2b": images["b"], "b2a": images["a"]}
+    generator = generator_losses(images, CycleOutputs(fakes, masks, fakes, masks),
+                                 lambda x, domain: torch.ones(1), TRAINING, LossesConfig(
+                                     attention_cycle_weight=1.0))
+    scores = torch.zeros(1, 1, 2, 2)
+    discriminator = discriminator_losses({d: (scores, scores, scores) for d in "ab"},
+                                         LossesConfig())
+    kinds = {name.removeprefix("loss/").rsplit("_", 1)[0]
+             for name in generator.terms | discriminator.terms}
+    fields = {f.name.removesuffix("_weight") for f in dataclasses.fields(LossesConfig)
+              if f.name.endswith("_weight")}
+    assert kinds == fields | set(UNWEIGHTED_KINDS)
+
+
+def test_weighted_total_sums_each_kind_at_its_weight() -> None:
+    """Both domains' terms of a kind are summed at the kind's weight; the names say the kind
+    and the domain."""
+    ones, zeros = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+    scores = {"a": (ones, zeros, ones), "b": (zeros, ones, zeros)}
+    losses = discriminator_losses(scores, LossesConfig(source_negative_weight=0.25))
+    assert losses.terms == {"loss/discriminator_a": 0.0, "loss/source_negative_a": 0.5,
+                            "loss/discriminator_b": 1.0, "loss/source_negative_b": 0.0}
+    assert losses.total == 1.0 * (0.0 + 1.0) + 0.25 * (0.5 + 0.0)
 
 
 def test_source_negative_loss_is_the_fake_half_of_the_discriminator_loss() -> None:
@@ -80,7 +117,7 @@ def test_mask_area_loss_is_a_floor_per_image() -> None:
 def test_discriminator_losses_with_source_negatives() -> None:
     real, fake, source = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
     losses = discriminator_losses({"b": (real, fake, source)},
-                                  {"discriminator": 1.0, "source_negative": 0.25})
+                                  LossesConfig(source_negative_weight=0.25))
     assert losses.terms["loss/source_negative_b"] == 0.5
     assert losses.total == 0.25 * 0.5
 
@@ -93,11 +130,12 @@ def test_area_term_only_with_its_weight() -> None:
     def judge(x: torch.Tensor, domain: str) -> torch.Tensor:
         return torch.ones(1)
 
-    weights = {"adversarial": 1.0, "cycle": 10.0, "mask_area": 0.0}
+    config = dataclasses.replace(ONLY_TERMS, mask_area_min=0.2)
     forward = CycleOutputs(fakes, masks, fakes, masks)
     assert not any("mask_area" in k for k in generator_losses(
-        images, forward, judge, 0.0, weights, 0.2).terms)
-    losses = generator_losses(images, forward, judge, 0.0, weights | {"mask_area": 4.0}, 0.2)
+        images, forward, judge, TRAINING, config).terms)
+    losses = generator_losses(images, forward, judge, TRAINING,
+                              dataclasses.replace(config, mask_area_weight=4.0))
     assert torch.isclose(losses.terms["loss/mask_area_a"], torch.tensor(0.1))
     assert losses.terms["loss/mask_area_b"] == 0
     assert torch.isclose(losses.total, torch.tensor(4.0 * 0.1))
@@ -123,11 +161,10 @@ def test_border_term_only_with_its_weight() -> None:
     masks["a2b"][..., 0, :] = 1
     fakes = {"a2b": images["b"], "b2a": images["a"]}
     forward = CycleOutputs(fakes, masks, fakes, masks)
-    weights = {"adversarial": 0.0, "cycle": 0.0, "mask_border": 0.0}
     assert not any("mask_border" in k for k in generator_losses(
-        images, forward, lambda x, domain: torch.ones(1), 0.0, weights).terms)
-    losses = generator_losses(images, forward, lambda x, domain: torch.ones(1), 0.0,
-                              weights | {"mask_border": 3.0})
+        images, forward, lambda x, domain: torch.ones(1), TRAINING, ONLY_TERMS).terms)
+    losses = generator_losses(images, forward, lambda x, domain: torch.ones(1), TRAINING,
+                              dataclasses.replace(ONLY_TERMS, mask_border_weight=3.0))
     assert torch.isclose(losses.terms["loss/mask_border_a"], torch.tensor(10 / 36))
     assert losses.terms["loss/mask_border_b"] == 0
     assert torch.isclose(losses.total, torch.tensor(3.0 * 10 / 36))
@@ -141,11 +178,11 @@ def test_attention_cycle_term_only_with_its_weight_and_from_its_own_direction() 
     cycle_masks = {"a2b": torch.full((1, 1, 4, 4), 0.5), "b2a": torch.full((1, 1, 4, 4), 0.7)}
     fakes = {"a2b": images["b"], "b2a": images["a"]}
     forward = CycleOutputs(fakes, masks, fakes, cycle_masks)
-    weights = {"adversarial": 0.0, "cycle": 0.0, "attention_cycle": 0.0}
     judge = lambda x, domain: torch.ones(1)  # noqa: E731
     assert not any("attention_cycle" in k for k in generator_losses(
-        images, forward, judge, 0.0, weights).terms)
-    losses = generator_losses(images, forward, judge, 0.0, weights | {"attention_cycle": 3.0})
+        images, forward, judge, TRAINING, ONLY_TERMS).terms)
+    losses = generator_losses(images, forward, judge, TRAINING,
+                              dataclasses.replace(ONLY_TERMS, attention_cycle_weight=3.0))
     assert torch.isclose(losses.terms["loss/attention_cycle_a"], torch.tensor(0.3))
     assert torch.isclose(losses.terms["loss/attention_cycle_b"], torch.tensor(0.1))
     assert torch.isclose(losses.total, torch.tensor(3.0 * 0.4))

@@ -167,7 +167,7 @@ def test_training_logs_placement_at_sample_steps_after_the_warm_up(
     # Off by the field, for a model without attention, and on the synthetic scenes (which have
     # ground truth): no probe is fit.
     config = build_config(layer)
-    for change in ({"train": {"placement_images": 0}}, {"model": {"variant": "cyclegan"}},
+    for change in ({"monitor": {"placement_images": 0}}, {"model": {"variant": "cyclegan"}},
                    {"data": {"root": "synthetic"}}):
         assert placement_monitor(build_config(layer, change), torch.device("cpu")) is None
     assert placement_monitor(config, torch.device("cpu")) is not None
@@ -196,7 +196,7 @@ def test_evaluate_reports_the_placement_of_a_trained_model(
 
 def test_the_switch_can_freeze_the_best_placed_attention(
         stand_in: InceptionFeatures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """train.switch_attention=best-placement: the switch freezes the attention of the sample
+    """schedule.switch_attention=best-placement: the switch freezes the attention of the sample
     step (before the switch) whose validation masks were best placed, also across a resume."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     write_dataset(tmp_path / "photos", size_px=32, train_images=14, test_images=4, seed=0)
@@ -236,5 +236,5 @@ def test_the_switch_can_freeze_the_best_placed_attention(
 
 
 def test_best_placement_needs_held_out_images() -> None:
-    with pytest.raises(AgganError, match=r"data\.validation_images and train\.placement_images"):
+    with pytest.raises(AgganError, match=r"data\.validation_images and monitor\.placement_images"):
         build_config(tiny_layer(switch_attention="best-placement"))

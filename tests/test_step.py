@@ -4,19 +4,18 @@ independently from the networks, so a mis-routed tensor fails it."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from aggan import distributed
 from aggan.config import RunConfig
-from aggan.losses import hard_mask, loss_weights
+from aggan.losses import hard_mask
 from aggan.networks import composite
 from aggan.pool import HistoryPool
 from aggan.schedule import Phase
 from aggan.step import CycleForward, step_modules, training_step
 from aggan.train_state import TrainState, build_state
+from conftest import with_fields
 
 WARMED_UP = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
                   normalize_discriminator=True)
@@ -50,9 +49,8 @@ def _step(state: TrainState, config: RunConfig, real: dict[str, torch.Tensor],
         return original(images, domain, normalize)
 
     state.discriminators.forward = spy  # type: ignore[method-assign]
-    modules = step_modules(state, phase, distributed.Context(), torch.device("cpu"),
-                           config.train, loss_weights(config.train))
-    training_step(state, modules, real, phase)
+    modules = step_modules(state, phase, distributed.Context(), torch.device("cpu"), config)
+    training_step(state, modules, real, phase, config.losses)
     del state.discriminators.forward
     return seen
 
@@ -60,8 +58,7 @@ def _step(state: TrainState, config: RunConfig, real: dict[str, torch.Tensor],
 def test_real_images_are_judged_under_their_own_attention(tiny_config: RunConfig) -> None:
     """After the switch D_T sees t * 1[A_T(t) >= tau] (not the source image's mask, not the
     whole image) and the fake under its own mask 1[A_S(s) >= tau]."""
-    config = dataclasses.replace(
-        tiny_config, train=dataclasses.replace(tiny_config.train, pool_size=0))
+    config = with_fields(tiny_config, pool_size=0)
     state, real = _state(config), _real()
     with torch.no_grad():
         fake_b, mask_a = state.translator(real["a"], "a2b")
@@ -162,7 +159,7 @@ def _cycle_gradients(translator: torch.nn.Module, cycle_gradient: float,
 @pytest.mark.parametrize("cycle_gradient", [0.0, 0.25])
 def test_cycle_gradient_scales_what_the_cycle_teaches_the_attention(
         tiny_config: RunConfig, cycle_gradient: float) -> None:
-    """``train.attention_cycle_gradient``: the cycle loss's gradient on the attention networks is
+    """``losses.attention_cycle_gradient``: the cycle loss's gradient on the attention networks is
     scaled by it; the generators still learn from it, and every value computed stays as
     released (1)."""
     translator = _state(tiny_config).translator
@@ -179,17 +176,16 @@ def test_cycle_gradient_scales_what_the_cycle_teaches_the_attention(
     assert sum(float(g.abs().sum()) for g in scaled[1]) > 0
     for full, part in zip(released[2], scaled[2], strict=True):
         assert torch.equal(full, part)
-    step_config = dataclasses.replace(tiny_config.train, attention_cycle_gradient=cycle_gradient)
+    step_config = with_fields(tiny_config, attention_cycle_gradient=cycle_gradient)
     modules = step_modules(_state(tiny_config), WARMED_UP, distributed.Context(),
-                           torch.device("cpu"), step_config, loss_weights(step_config))
+                           torch.device("cpu"), step_config)
     assert modules.cycle.cycle_gradient == cycle_gradient
 
 
 def test_source_negatives_are_judged_as_fakes_under_their_masks(tiny_config: RunConfig) -> None:
-    """With ``train.source_negative_weight`` D_T's batch ends with the real source image under
+    """With ``losses.source_negative_weight`` D_T's batch ends with the real source image under
     the mask it is translated with, s * 1[A_S(s) >= tau], and D_T's loss rates it as fake."""
-    config = dataclasses.replace(tiny_config, train=dataclasses.replace(
-        tiny_config.train, pool_size=0, source_negative_weight=0.5))
+    config = with_fields(tiny_config, pool_size=0, source_negative_weight=0.5)
     state, real = _state(config), _real()
     with torch.no_grad():
         _, mask_a = state.translator(real["a"], "a2b")
@@ -209,16 +205,14 @@ def test_a_step_computes_the_priors_and_source_negatives_it_is_given(
         tiny_config: RunConfig) -> None:
     """The step hands the area floor its minimum and the discriminators their source negatives:
     their terms come out with the values computed from the step's own masks and scores."""
-    train = dataclasses.replace(tiny_config.train, mask_area_min=0.99, mask_area_weight=1.0,
-                                source_negative_weight=1.0, pool_size=0)
-    config = dataclasses.replace(tiny_config, train=train)
+    config = with_fields(tiny_config, mask_area_min=0.99, mask_area_weight=1.0,
+                         source_negative_weight=1.0, pool_size=0)
     state, real = _state(config), _real()
     with torch.no_grad():
         _, mask_a = state.translator(real["a"], "a2b")
         source_scores = state.discriminators(real["a"] * hard_mask(mask_a, 0.0), "b")
-    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
-                           loss_weights(train))
-    terms = training_step(state, modules, real, WARMED_UP)
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), config)
+    terms = training_step(state, modules, real, WARMED_UP, config.losses)
     torch.testing.assert_close(terms["loss/mask_area_a"], 0.99 - mask_a.mean(), rtol=1e-5,
                                atol=1e-6)
     # D_b's source negative: the horse scored as a fake zebra, before D's update.
@@ -234,28 +228,27 @@ def test_a_mask_fixed_at_one_gets_no_priors(tiny_config: RunConfig) -> None:
     for phase, expected in ((warm_up, False), (WARMED_UP, True)):
         state = _state(tiny_config)
         modules = step_modules(state, phase, distributed.Context(), torch.device("cpu"),
-                               tiny_config.train, loss_weights(tiny_config.train))
-        terms = training_step(state, modules, _real(), phase)
+                               tiny_config)
+        terms = training_step(state, modules, _real(), phase, tiny_config.losses)
         assert ("loss/mask_area_a" in terms) is expected
         assert ("loss/mask_border_b" in terms) is expected
 
 
 def test_attention_cycle_compares_each_mask_with_the_other_attention_on_its_translation(
         tiny_config: RunConfig) -> None:
-    """``train.attention_cycle_weight``: the term of domain a is mean |A_B(s') - A_A(s)|, with
+    """``losses.attention_cycle_weight``: the term of domain a is mean |A_B(s') - A_A(s)|, with
     s' the step's own translation of s; it trains both attention networks, and it is off
     while the attention does not train (warm-up, after the switch)."""
-    train = dataclasses.replace(tiny_config.train, attention_cycle_weight=2.0, cycle_weight=1.0,
-                                mask_area_weight=0.0, mask_border_weight=0.0)
-    state, real = _state(dataclasses.replace(tiny_config, train=train)), _real()
+    config = with_fields(tiny_config, attention_cycle_weight=2.0, cycle_weight=1.0,
+                         mask_area_weight=0.0, mask_border_weight=0.0)
+    state, real = _state(config), _real()
     with torch.no_grad():
         fake_a, mask_a = state.translator(real["a"], "a2b")
         _, on_fake_a = state.translator(fake_a, "b2a")
         fake_b, mask_b = state.translator(real["b"], "b2a")
         _, on_fake_b = state.translator(fake_b, "a2b")
-    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
-                           loss_weights(train))
-    terms = training_step(state, modules, real, WARMED_UP)
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), config)
+    terms = training_step(state, modules, real, WARMED_UP, config.losses)
     expected = {"a": (on_fake_a - mask_a).abs().mean(), "b": (on_fake_b - mask_b).abs().mean()}
     # The two attentions disagree (_state), so a term of the wrong pair would differ.
     assert abs(float(expected["a"] - (on_fake_b - mask_a).abs().mean())) > 1e-3
@@ -274,23 +267,23 @@ def test_attention_cycle_compares_each_mask_with_the_other_attention_on_its_tran
     for phase in (_switched(0.1), Phase(lr_factor=1, tau=0.0, use_attention=False,
                                         train_attention=False, normalize_discriminator=True)):
         modules = step_modules(_state(tiny_config), phase, distributed.Context(),
-                               torch.device("cpu"), train, loss_weights(train))
-        assert "loss/attention_cycle_a" not in training_step(state, modules, real, phase)
+                               torch.device("cpu"), config)
+        assert "loss/attention_cycle_a" not in training_step(state, modules, real, phase,
+                                                             config.losses)
 
 
 def test_the_weights_average_follows_each_generator_update(tiny_config: RunConfig) -> None:
     """``train.translator_ema`` = beta: the first update copies the weights, each later one
     makes the average beta * average + (1 - beta) * weights; the discriminators have none."""
-    train = dataclasses.replace(tiny_config.train, translator_ema=0.75)
-    state = _state(dataclasses.replace(tiny_config, train=train))
+    config = with_fields(tiny_config, translator_ema=0.75)
+    state = _state(config)
     real = _real()
-    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), train,
-                           loss_weights(train))
-    training_step(state, modules, real, WARMED_UP)
+    modules = step_modules(state, WARMED_UP, distributed.Context(), torch.device("cpu"), config)
+    training_step(state, modules, real, WARMED_UP, config.losses)
     first = {k: v.clone() for k, v in state.translator.state_dict().items()}
     assert all(torch.equal(state.inference_translator.state_dict()[k], v)
                for k, v in first.items())
-    training_step(state, modules, real, WARMED_UP)
+    training_step(state, modules, real, WARMED_UP, config.losses)
     for key, weights in state.translator.state_dict().items():
         if weights.is_floating_point():
             torch.testing.assert_close(state.inference_translator.state_dict()[key],

@@ -14,10 +14,9 @@ from aggan.config import build_config
 from aggan.data import FolderDomain, split_training
 from aggan.device import tensor_layout
 from aggan.errors import AgganError
-from aggan.losses import loss_weights
 from aggan.schedule import Phase
 from aggan.step import step_modules, training_step
-from aggan.train import train
+from aggan.train import planned_schedule, train
 from aggan.train_state import build_state
 from conftest import tiny_layer
 
@@ -91,9 +90,8 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     assert ((mask_a < 0.1).any() or (mask_a >= 0.1).all())
     switched = Phase(lr_factor=1, tau=0.6, use_attention=True, train_attention=False,
                      normalize_discriminator=False)
-    modules = step_modules(state, switched, distributed.Context(), torch.device("cpu"),
-                           tiny_config.train, loss_weights(tiny_config.train))
-    training_step(state, modules, real, switched)
+    modules = step_modules(state, switched, distributed.Context(), torch.device("cpu"), tiny_config)
+    training_step(state, modules, real, switched, tiny_config.losses)
     first_input, normalize = seen[0]  # the generator's a2b adversarial term
     hidden = (mask_a < 0.6).expand_as(first_input)
     assert hidden.any(), "the tau test needs some masked-out pixels"
@@ -102,18 +100,28 @@ def test_discriminators_see_only_the_hard_masked_region(tiny_config) -> None:
     seen.clear()
     before = Phase(lr_factor=1, tau=0.0, use_attention=True, train_attention=True,
                    normalize_discriminator=True)
-    modules = step_modules(state, before, distributed.Context(), torch.device("cpu"),
-                           tiny_config.train, loss_weights(tiny_config.train))
-    training_step(state, modules, real, before)
+    modules = step_modules(state, before, distributed.Context(), torch.device("cpu"), tiny_config)
+    training_step(state, modules, real, before, tiny_config.losses)
     assert all(n for _, n in seen)
     assert (seen[0][0] != 0).float().mean() > 0.99  # tau 0: the whole image
+
+
+def test_a_step_takes_the_batch_of_every_process() -> None:
+    """An epoch is the larger domain's training images (40 here); a step takes train.batch_size
+    images of each domain in each of the processes training data-parallel."""
+    layer = tiny_layer(steps=None, epochs=1.0, attention_warmup_epoch=0.2, switch_epoch=0.5,
+                       decay_start_epoch=0.5)
+    for batch_size, processes, steps in ((1, 1, 40), (2, 1, 20), (1, 2, 20), (2, 2, 10),
+                                         (3, 1, 14)):
+        config = build_config(layer, {"train": {"batch_size": batch_size}})
+        assert planned_schedule(config, world_size=processes).steps_per_epoch == steps
 
 
 def test_run_folder_contents(tmp_path: Path, tiny_config) -> None:
     result = train(tiny_config, tmp_path, progress=False)
     assert result.step == 20
     record = json.loads((tmp_path / "config.json").read_text())
-    assert record["config"]["train"]["steps"] == 20
+    assert record["config"]["schedule"]["steps"] == 20
     assert record["schedule"]["total_steps"] == 20
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "latest.pt", "step-0000010.pt", "step-0000020.pt"]
@@ -154,13 +162,12 @@ def _steps_and_outputs(layer: dict, steps: int = 3) -> tuple[list[dict], dict[st
     config = build_config(layer)
     device = torch.device("cpu")
     state = build_state(config, device)
-    modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config.train,
-                           loss_weights(config.train))
-    layout = tensor_layout(config.train)
+    modules = step_modules(state, SPEED_PHASE, distributed.Context(), device, config)
+    layout = tensor_layout(config.runtime)
     generator = torch.Generator().manual_seed(1)
     batches = [{d: (torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1).contiguous(
         memory_format=layout) for d in "ab"} for _ in range(steps)]
-    terms = [training_step(state, modules, real, SPEED_PHASE) for real in batches]
+    terms = [training_step(state, modules, real, SPEED_PHASE, config.losses) for real in batches]
     probe = torch.rand(2, 3, 32, 32, generator=generator) * 2 - 1
     with torch.no_grad():
         translated, mask = state.translator(probe, "a2b")
@@ -228,7 +235,7 @@ def test_bf16_run_checkpoints_float32(tmp_path: Path) -> None:
     tensors = {k: v for k, v in _flatten(saved).items() if isinstance(v, torch.Tensor)
                and v.is_floating_point()}
     assert tensors and all(v.dtype == torch.float32 for v in tensors.values())
-    assert saved["config"]["train"]["precision"] == "bf16"
+    assert saved["config"]["runtime"]["precision"] == "bf16"
 
 
 @pytest.mark.slow
@@ -250,7 +257,7 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(monkeypatch: pytest.MonkeyPat
 
 def test_fp16_needs_cuda() -> None:
     config = build_config(tiny_layer(precision="fp16"))
-    with pytest.raises(AgganError, match=r"train\.precision=fp16 needs a CUDA device"):
+    with pytest.raises(AgganError, match=r"runtime\.precision=fp16 needs a CUDA device"):
         build_state(config, torch.device("cpu"))
 
 

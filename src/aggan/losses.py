@@ -1,22 +1,24 @@
 """The losses (method.md, "Losses"): each term is one function, and each update minimises the
 weighted sum of its named terms.
 
-A term's name is ``loss/<kind>_<direction or domain>``; its weight is the weight of its kind
-(``loss_weights``). A new term is one function below, one line in ``generator_losses`` or
-``discriminator_losses``, and one weight.
+A term has a kind (``cycle``) and a domain or direction; it is logged as
+``loss/<kind>_<domain or direction>`` and weighs ``LossesConfig.<kind>_weight`` (the adversarial
+terms, the method's, weigh 1). A new term is one function below, called in ``generator_losses``
+or ``discriminator_losses``, and its weight field in ``LossesConfig``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from aggan.config import TrainConfig
+from aggan.config import LossesConfig
 from aggan.domains import DIRECTIONS, source_domain, target_domain
+from aggan.schedule import Phase
 
 
 class CycleOutputs(NamedTuple):
@@ -77,12 +79,16 @@ def cycle_loss(cycled: Tensor, original: Tensor) -> Tensor:
     return torch.mean(torch.abs(cycled - original))
 
 
-def loss_weights(config: TrainConfig) -> dict[str, float]:
-    """The weight of each kind of term; the generators' and the discriminators' together."""
-    return {"adversarial": 1.0, "cycle": config.cycle_weight, "mask_area": config.mask_area_weight,
-            "mask_border": config.mask_border_weight, "discriminator": 1.0,
-            "source_negative": config.source_negative_weight,
-            "attention_cycle": config.attention_cycle_weight}
+# The adversarial terms are the method's objective; the rest weigh what their config says.
+UNWEIGHTED_KINDS = ("adversarial", "discriminator")
+
+
+def term_weight(kind: str, config: LossesConfig) -> float:
+    """The weight of a kind of term: 1 for the adversarial terms, else ``config.<kind>_weight``
+    (an unknown kind fails rather than take another's weight)."""
+    if kind in UNWEIGHTED_KINDS:
+        return 1.0
+    return getattr(config, f"{kind}_weight")
 
 
 @dataclass(frozen=True)
@@ -93,49 +99,56 @@ class Losses:
     total: Tensor
 
 
-def _weighted(terms: dict[str, Tensor], weights: Mapping[str, float]) -> Losses:
-    """The sum over kinds of weight x (sum of that kind's terms)."""
+Terms = dict[tuple[str, str], Tensor]  # (kind, domain or direction) -> the term
+
+
+def _weighted(terms: Terms, config: LossesConfig) -> Losses:
+    """The named terms and the sum over kinds of the kind's weight x (sum of its terms)."""
     kinds: dict[str, list[Tensor]] = {}
-    for name, value in terms.items():
-        kinds.setdefault(name.removeprefix("loss/").rsplit("_", 1)[0], []).append(value)
-    total = sum(weights[kind] * sum(values) for kind, values in kinds.items())
-    return Losses(terms, total)  # type: ignore[arg-type]
+    for (kind, _), value in terms.items():
+        kinds.setdefault(kind, []).append(value)
+    total = sum(term_weight(kind, config) * sum(values) for kind, values in kinds.items())
+    named = {f"loss/{kind}_{where}": value for (kind, where), value in terms.items()}
+    return Losses(named, total)  # type: ignore[arg-type]
 
 
 def generator_losses(real: dict[str, Tensor], forward: CycleOutputs,
-                     judge: Callable[[Tensor, str], Tensor], tau: float,
-                     weights: Mapping[str, float], mask_area_min: float = 0.0) -> Losses:
+                     judge: Callable[[Tensor, str], Tensor], phase: Phase,
+                     config: LossesConfig) -> Losses:
     """What the generators and attention networks minimise.
 
     Args:
         real: ``{"a": s, "b": t}``; forward: the cycle forward's outputs, per direction.
         judge: ``judge(images, domain)``: the (frozen) discriminator of ``domain``'s scores.
-        tau: the hard-mask threshold: a fake is judged only where its own mask is >= tau.
-        mask_area_min: the area prior's floor (its term is there when its weight is not 0).
+        phase: a fake is judged only where its own mask is >= ``phase.tau``; the mask priors
+            are terms while the mask is used (a mask fixed at 1 makes them constants), the
+            attention cycle while the attention trains (on a frozen attention it would train
+            the generators alone).
+        config: the terms' weights (a term of weight 0 is not computed) and settings.
     """
     fake, mask, cycled = forward.fake, forward.mask, forward.cycled
-    terms = {}
+    priors = phase.use_attention
+    terms: Terms = {}
     for d in DIRECTIONS:
-        terms[f"loss/adversarial_{d}"] = generator_adversarial_loss(
-            judge(fake[d] * hard_mask(mask[d], tau), target_domain(d)))
-        terms[f"loss/cycle_{source_domain(d)}"] = cycle_loss(cycled[d], real[source_domain(d)])
-        if weights.get("mask_area"):
-            terms[f"loss/mask_area_{source_domain(d)}"] = mask_area_loss(mask[d], mask_area_min)
-        if weights.get("mask_border"):
-            terms[f"loss/mask_border_{source_domain(d)}"] = mask_border_loss(mask[d])
-        if weights.get("attention_cycle"):
-            terms[f"loss/attention_cycle_{source_domain(d)}"] = attention_cycle_loss(
-                forward.cycle_mask[d], mask[d])
-    return _weighted(terms, weights)
+        source = source_domain(d)
+        terms["adversarial", d] = generator_adversarial_loss(
+            judge(fake[d] * hard_mask(mask[d], phase.tau), target_domain(d)))
+        terms["cycle", source] = cycle_loss(cycled[d], real[source])
+        if priors and config.mask_area_weight:
+            terms["mask_area", source] = mask_area_loss(mask[d], config.mask_area_min)
+        if priors and config.mask_border_weight:
+            terms["mask_border", source] = mask_border_loss(mask[d])
+        if phase.train_attention and config.attention_cycle_weight:
+            terms["attention_cycle", source] = attention_cycle_loss(forward.cycle_mask[d], mask[d])
+    return _weighted(terms, config)
 
 
-def discriminator_losses(scores: dict[str, tuple[Tensor, ...]],
-                         weights: Mapping[str, float]) -> Losses:
+def discriminator_losses(scores: dict[str, tuple[Tensor, ...]], config: LossesConfig) -> Losses:
     """What the discriminators minimise; ``scores[domain]`` = (scores of real, of fake) and,
     with source negatives, of the other domain's real images."""
-    terms = {}
+    terms: Terms = {}
     for domain, (real, fake, *source) in scores.items():
-        terms[f"loss/discriminator_{domain}"] = discriminator_loss(real, fake)
+        terms["discriminator", domain] = discriminator_loss(real, fake)
         if source:
-            terms[f"loss/source_negative_{domain}"] = source_negative_loss(source[0])
-    return _weighted(terms, weights)
+            terms["source_negative", domain] = source_negative_loss(source[0])
+    return _weighted(terms, config)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from aggan.config import VARIANTS, TrainConfig, Variant
+from aggan.config import VARIANTS, ScheduleConfig, Variant
 from aggan.errors import AgganError
 
 
@@ -56,18 +56,18 @@ class Schedule:
                      normalize_discriminator=not switched)
 
 
-def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: int,
-                     world_size: int = 1) -> Schedule:
+def resolve_schedule(config: ScheduleConfig, variant: Variant, images_per_epoch: int,
+                     images_per_step: int = 1) -> Schedule:
     """Turns the config's epochs (or steps) into steps.
 
     Args:
-        config: the training config.
+        config: the schedule's config.
         variant: a key of ``VARIANTS``: whether it has attention and a switch.
         images_per_epoch: max(|A|, |B|) (an epoch, as in the paper).
-        world_size: processes training data-parallel; a step consumes batch_size x world_size
-            images of each domain.
+        images_per_step: the images of each domain a step consumes: the batch size times the
+            processes training data-parallel.
     """
-    steps_per_epoch = max(1, math.ceil(images_per_epoch / (config.batch_size * world_size)))
+    steps_per_epoch = max(1, math.ceil(images_per_epoch / images_per_step))
     if config.steps is not None:
         total = config.steps
 
@@ -96,16 +96,16 @@ def resolve_schedule(config: TrainConfig, variant: Variant, images_per_epoch: in
     return schedule
 
 
-def _named(config: TrainConfig, point: str) -> str:
-    """How the config gave a schedule point: ``train.switch_step=700`` or
-    ``train.switch_epoch=60.0``."""
+def _named(config: ScheduleConfig, point: str) -> str:
+    """How the config gave a schedule point: ``schedule.switch_step=700`` or
+    ``schedule.switch_epoch=60.0``."""
     step = getattr(config, f"{point}_step")
     if step is not None:
-        return f"train.{point}_step={step}"
-    return f"train.{point}_epoch={getattr(config, f'{point}_epoch')}"
+        return f"schedule.{point}_step={step}"
+    return f"schedule.{point}_epoch={getattr(config, f'{point}_epoch')}"
 
 
-def check_schedule(schedule: Schedule, config: TrainConfig) -> None:
+def check_schedule(schedule: Schedule, config: ScheduleConfig) -> None:
     """Refuses a schedule that would silently switch off a part of the method."""
     variant = VARIANTS[schedule.variant]
     length = (f"--steps {config.steps}" if config.steps is not None
@@ -123,7 +123,7 @@ def check_schedule(schedule: Schedule, config: TrainConfig) -> None:
                              f"({length}): the attention-guided discriminator would never be "
                              "used (that is --variant no-attention-d)")
         if schedule.tau == 0:
-            raise AgganError("train.tau=0 shows the discriminators the whole image after the "
+            raise AgganError("schedule.tau=0 shows the discriminators the whole image after the "
                              "switch: the attention-guided discriminator would never be used "
                              "(that is --variant no-attention-d)")
     if schedule.decay_start_step > schedule.total_steps:
@@ -137,7 +137,7 @@ POINTS = {"attention_warmup_steps": "the attention warm-up's end",
 
 
 def continue_schedule(saved: Schedule, requested: Schedule, step: int,
-                      config: TrainConfig) -> Schedule:
+                      config: ScheduleConfig) -> Schedule:
     """The schedule of a run resumed at ``step`` with a possibly different length.
 
     Points the run has passed stay where they were (the run lived them); points ahead move with

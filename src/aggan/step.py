@@ -9,7 +9,6 @@ cost, as PyTorch CycleGAN does.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aggan import distributed
-from aggan.config import TrainConfig
+from aggan.config import LossesConfig, RunConfig
 from aggan.device import autocast
 from aggan.domains import DIRECTIONS, reverse, source_domain, target_domain
 from aggan.losses import (
@@ -42,7 +41,7 @@ class CycleForward(nn.Module):
     s'' = A_T(s') * F_T->S(s') + (1 - A_T(s')) * s', the translated image under its own
     domain's attention.
 
-    ``cycle_gradient`` (``train.attention_cycle_gradient``; 1 as released) scales the gradient
+    ``cycle_gradient`` (``losses.attention_cycle_gradient``; 1 as released) scales the gradient
     that the cycle loss sends back through the masks of the cycle, so into the attention networks
     (and through A_T(s') into the first generator); 0 cuts it. The values computed do not
     change.
@@ -90,7 +89,7 @@ class DiscriminatorScores(nn.Module):
 @dataclass
 class StepModules:
     """What a step calls: plain modules in one process, DDP-wrapped ones under torchrun, compiled
-    ones with ``train.compile``. Rebuilt when the set of trained parameters changes (warm-up end,
+    ones with ``runtime.compile``. Rebuilt when the set of trained parameters changes (warm-up end,
     switch), so that DDP never sees a parameter it expects a gradient for and does not get one."""
 
     cycle: nn.Module  # CycleForward
@@ -99,8 +98,6 @@ class StepModules:
     discriminator_params: list[nn.Parameter]
     phase: tuple[bool, bool, bool]  # (mask used, attention trained, discriminator norms)
     autocast: torch.autocast
-    loss_weights: Mapping[str, float]
-    mask_area_min: float
 
 
 def modules_phase(phase: Phase) -> tuple[bool, bool, bool]:
@@ -109,31 +106,25 @@ def modules_phase(phase: Phase) -> tuple[bool, bool, bool]:
 
 
 def step_modules(state: TrainState, phase: Phase, context: distributed.Context,
-                 device: torch.device, config: TrainConfig,
-                 loss_weights: Mapping[str, float]) -> StepModules:
+                 device: torch.device, config: RunConfig) -> StepModules:
     """Sets which parameters train in ``phase`` and wraps the modules that compute the step."""
     if state.translator.attention is not None:
         state.translator.attention.requires_grad_(phase.train_attention)
     for discriminator in state.discriminators.by_domain.values():
         # Without instance norm (after the switch) its affine parameters get no gradient.
         discriminator.norms.requires_grad_(phase.normalize_discriminator)
-    cycle: nn.Module = CycleForward(state.translator, config.attention_cycle_gradient)
+    cycle: nn.Module = CycleForward(state.translator, config.losses.attention_cycle_gradient)
     scores: nn.Module = DiscriminatorScores(state.discriminators)
     judge: nn.Module = state.discriminators
     if context.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         cycle = DistributedDataParallel(cycle, device_ids=device_ids)
         scores = DistributedDataParallel(scores, device_ids=device_ids)
-    if config.compile:
+    if config.runtime.compile:
         cycle, scores, judge = (torch.compile(module) for module in (cycle, scores, judge))
-    if not phase.use_attention:  # a mask fixed at 1: its priors are constants, not losses
-        loss_weights = {**loss_weights, "mask_area": 0.0, "mask_border": 0.0}
-    if not phase.train_attention:  # a frozen attention: the term would train the generators
-        loss_weights = {**loss_weights, "attention_cycle": 0.0}
     return StepModules(cycle, scores, judge,
                        [p for p in state.discriminators.parameters() if p.requires_grad],
-                       modules_phase(phase), autocast(config.precision, device), loss_weights,
-                       config.mask_area_min)
+                       modules_phase(phase), autocast(config.runtime.precision, device))
 
 
 # --- The step --------------------------------------------------------------------------------
@@ -167,7 +158,7 @@ def _update(losses: Losses, optimizer: torch.optim.Optimizer,
 
 
 def training_step(state: TrainState, modules: StepModules, real: dict[str, Tensor],
-                  phase: Phase) -> dict[str, Tensor]:
+                  phase: Phase, losses: LossesConfig) -> dict[str, Tensor]:
     """One optimisation step on a batch ``real = {"a": (N,3,H,W), "b": (N,3,H,W)}`` in [-1, 1].
 
     Returns the step's loss terms and mean masks as detached tensors (reading them syncs the
@@ -185,7 +176,7 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
         generator = generator_losses(
             real, forward,
             lambda images, domain: modules.judge(images, domain, phase.normalize_discriminator),
-            phase.tau, modules.loss_weights, modules.mask_area_min)
+            phase, losses)
     _update(generator, state.optimizer_generators, state.scaler_generators)
     state.update_average()
 
@@ -193,14 +184,14 @@ def training_step(state: TrainState, modules: StepModules, real: dict[str, Tenso
     # per image, so this changes nothing but the speed).
     for parameter in modules.discriminator_params:
         parameter.requires_grad_(True)
-    source_negatives = modules.loss_weights["source_negative"] > 0
+    source_negatives = losses.source_negative_weight > 0
     inputs = discriminator_inputs(real, fake, mask, state.pools, phase.tau, source_negatives)
     with modules.autocast:
         scores = modules.scores(inputs, phase.normalize_discriminator)
         discriminator = discriminator_losses(
             {domain: domain_scores.chunk(3 if source_negatives else 2)
              for domain, domain_scores in scores.items()},
-            modules.loss_weights)
+            losses)
     _update(discriminator, state.optimizer_discriminators, state.scaler_discriminators)
 
     terms = generator.terms | discriminator.terms

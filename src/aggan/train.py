@@ -42,7 +42,6 @@ from aggan.domains import DIRECTIONS, DOMAINS
 from aggan.errors import AgganError
 from aggan.faults import FiniteWatch, remove_stale_temp_files, run_lock, stop_on_signals
 from aggan.images import prepare_output_dir
-from aggan.losses import loss_weights
 from aggan.metrics.monitor import SELECTION_KEY, placement_monitor, training_monitor
 from aggan.networks import Discriminators, Translator
 from aggan.run_folder import (
@@ -81,8 +80,9 @@ def training_images(config: RunConfig) -> dict[str, DomainImages]:
 def _fresh_schedule(config: RunConfig, images: dict[str, DomainImages],
                     world_size: int) -> Schedule:
     """The schedule of a start, in steps: an epoch is the larger domain's training images."""
-    return resolve_schedule(config.train, config.model.variant,
-                            max(len(domain) for domain in images.values()), world_size)
+    return resolve_schedule(config.schedule, config.model.variant,
+                            max(len(domain) for domain in images.values()),
+                            config.train.batch_size * world_size)
 
 
 def planned_schedule(config: RunConfig, world_size: int = 1) -> Schedule:
@@ -115,7 +115,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     schedule = _fresh_schedule(config, images, context.world_size)
     if saved is not None:
         schedule = continue_schedule(schedule_of(saved), schedule, int(saved["step"]),
-                                     config.train)
+                                     config.schedule)
     state = build_state(config, device, context.rank)
     if saved is not None:
         restore_state(state, saved, latest, device, context.rank)
@@ -129,17 +129,16 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
     placement = placement_monitor(config, device, images) if main else None
-    if config.train.switch_attention == "best-placement" and (
+    if config.schedule.switch_attention == "best-placement" and (
             context.enabled or placement is None):
-        raise AgganError("train.switch_attention=best-placement needs the mask placement during "
+        raise AgganError("schedule.switch_attention=best-placement needs the mask placement during "
                          "training (photo folders, the FID Inception) and one process")
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
                              workers=config.data.workers, pin_memory=device.type == "cuda",
                              rank=context.rank, world_size=context.world_size)
     end_step = min(schedule.total_steps, stop_at_step or schedule.total_steps)
-    weights = loss_weights(config.train)
-    layout = tensor_layout(config.train)
+    layout = tensor_layout(config.runtime)
     logger.info("training %s on %s: %d steps (%d per epoch, %d processes), warm-up until %d, "
                 "switch at %s, lr decay from %d", config.model.variant, config.data.root,
                 schedule.total_steps, schedule.steps_per_epoch, context.world_size,
@@ -163,7 +162,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     step_started, logged_step = time.perf_counter(), state.step
     data_seconds = 0.0
     modules: StepModules | None = None
-    collapse = CollapseWatch(config.train.collapse_mask_mean)
+    collapse = CollapseWatch(config.monitor.collapse_mask_mean)
     stop = False
     try:
         with stop_on_signals() as interrupt:
@@ -176,22 +175,22 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 if state.best_attention is not None and not phase.train_attention:
                     state.restore_best_attention()  # the switch: freeze the best-placed
                     logger.info("step %d: the switch freezes the attention of placement %+.3f "
-                                "nats (train.switch_attention)", state.step,
+                                "nats (schedule.switch_attention)", state.step,
                                 state.best_placement_nats)
                 if modules is None or modules.phase != modules_phase(phase):
-                    modules = step_modules(state, phase, context, device, config.train, weights)
+                    modules = step_modules(state, phase, context, device, config)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
                     for group in optimizer.param_groups:
                         group["lr"] = config.train.lr * phase.lr_factor
                 real = {domain: batch.to(device, non_blocking=True, memory_format=layout)
                         for domain, batch in (("a", real_a), ("b", real_b))}
-                terms = training_step(state, modules, real, phase)
+                terms = training_step(state, modules, real, phase, config.losses)
                 state.step += 1
                 finite.update(terms, state.step)
                 bar.update(1)
 
                 # --- Maintenance: logs, samples, metrics, checkpoints, a requested stop.
-                log_now = state.step % config.train.log_every_steps == 0 or state.step == end_step
+                log_now = state.step % config.monitor.log_every_steps == 0 or state.step == end_step
                 if log_now:
                     finite.check(last_good())
                 if log_now and tracker is not None:
@@ -209,7 +208,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                                      for key, value in values.items()
                                      if key.startswith(BAR_TERMS)})
                     collapse.check(values, phase, state.step)
-                sample_now = (state.step % config.train.sample_every_steps == 0
+                sample_now = (state.step % config.monitor.sample_every_steps == 0
                               or state.step == end_step)
                 if sample_now and tracker is not None:
                     write_samples(tracker, state.inference_translator, samples, state.step,
@@ -217,7 +216,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                     if placement is not None and phase.use_attention:
                         values = placement.measure(state.inference_translator)
                         tracker.scalars(state.step, values, stream="metrics")
-                        if (config.train.switch_attention == "best-placement"
+                        if (config.schedule.switch_attention == "best-placement"
                                 and phase.train_attention):
                             state.offer_attention(sum(values[f"placement/nats_{d}"]
                                                       for d in DIRECTIONS) / len(DIRECTIONS))
@@ -225,7 +224,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                             f"{d} {values[f'placement/nats_{d}']:+.3f} nats "
                             f"({values[f'placement/hit_rate_{d}']:.0%} above chance)"
                             for d in DIRECTIONS))
-                if config.train.kid_every_steps and state.step % config.train.kid_every_steps == 0:
+                kid_every = config.monitor.kid_every_steps
+                if kid_every and state.step % kid_every == 0:
                     improved = False
                     if monitor is not None and tracker is not None:
                         values = monitor.measure(state.inference_translator,
@@ -236,7 +236,7 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                             state.best_kid_x100 = values[SELECTION_KEY]
                     if distributed.any_rank(context, improved, device):
                         save(BEST)
-                if state.step % config.train.checkpoint_every_steps == 0:
+                if state.step % config.monitor.checkpoint_every_steps == 0:
                     save(step_file(state.step), LATEST)
                     saved_step = state.step
                 # Ranks must agree to stop at the same step; one process checks every step,
@@ -282,7 +282,7 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False,
         AgganError: bad data, a run folder that already holds a run, a checkpoint that does not
             fit, or (distributed) another process of the job that failed or stopped answering.
     """
-    context, device = distributed.setup(config.train.device, config.train.distributed_timeout_s)
+    context, device = distributed.setup(config.runtime.device, config.runtime.distributed_timeout_s)
     try:
         if context.is_main:
             prepare_output_dir(run_dir, "--out")

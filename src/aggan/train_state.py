@@ -35,7 +35,7 @@ class TrainState:
     translator_ema: AveragedModel | None = None
     step: int = 0
     best_kid_x100: float = math.inf
-    # train.switch_attention=best-placement: the attention networks' weights at the best-placed
+    # schedule.switch_attention=best-placement: the attention networks' weights at the best-placed
     # sample step so far, and that placement; the switch restores them (and clears them).
     best_attention: dict[str, torch.Tensor] | None = None
     best_placement_nats: float = -math.inf
@@ -75,10 +75,10 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
     discriminators = Discriminators(config.model)
     init_weights(translator, init_generator)
     init_weights(discriminators, init_generator)
-    layout = tensor_layout(config.train)
+    layout = tensor_layout(config.runtime)
     translator.to(device, memory_format=layout)
     discriminators.to(device, memory_format=layout)
-    check_precision(config.train.precision, device)
+    check_precision(config.runtime.precision, device)
 
     def adam(module: nn.Module) -> torch.optim.Adam:
         # One fused kernel for all parameters instead of one small loop per tensor.
@@ -87,7 +87,7 @@ def build_state(config: RunConfig, device: torch.device, rank: int = 0) -> Train
                                 fused=True)
 
     def scaler() -> torch.amp.GradScaler:
-        return torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+        return torch.amp.GradScaler(device.type, enabled=config.runtime.precision == "fp16")
 
     return TrainState(
         translator=translator,

@@ -1,5 +1,5 @@
 """Metrics during training, on fixed subsets of test images: the monitored metrics of
-``metrics.table`` every ``train.kid_every_steps`` steps, to pick the best step of a run; and the
+``metrics.table`` every ``monitor.kid_every_steps`` steps, to pick the best step of a run; and the
 mask placement (``metrics.placement``) at every sample step, so that a run shows where its masks
 are while it trains."""
 
@@ -30,7 +30,7 @@ SELECTION_KEY = "metrics/kid_x100_mean"  # KID x100 averaged over both direction
 
 
 def _inception(config: RunConfig, device: torch.device) -> InceptionFeatures:
-    return InceptionFeatures(Path(config.train.inception) if config.train.inception else None,
+    return InceptionFeatures(Path(config.monitor.inception) if config.monitor.inception else None,
                              device)
 
 
@@ -41,14 +41,14 @@ class TrainingMonitor:
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         self.inception = _inception(config, device)
-        count = config.train.kid_images
+        count = config.monitor.kid_images
         self.inputs: dict[Direction, list[Tensor]] = {}
         self.real_features: dict[Direction, Tensor] = {}
         for direction in DIRECTIONS:
             inputs = monitored_domain(config.data, source_domain(direction))
             reals = monitored_domain(config.data, target_domain(direction))
             if inputs is None or reals is None:
-                raise AgganError("train.kid_every_steps needs testA/ and testB/ in "
+                raise AgganError("monitor.kid_every_steps needs testA/ and testB/ in "
                                  f"{config.data.root} (or data.validation_images)")
             self.inputs[direction] = [inputs.load(i) for i in range(min(count, len(inputs)))]
             self.real_features[direction] = self.inception.extract(
@@ -69,12 +69,12 @@ class TrainingMonitor:
 
 
 def training_monitor(config: RunConfig, device: torch.device) -> TrainingMonitor | None:
-    """The monitor where ``train.kid_every_steps`` asks for one (it needs the Inception)."""
-    return TrainingMonitor(config, device) if config.train.kid_every_steps else None
+    """The monitor where ``monitor.kid_every_steps`` asks for one (it needs the Inception)."""
+    return TrainingMonitor(config, device) if config.monitor.kid_every_steps else None
 
 
 class PlacementMonitor:
-    """The mask placement of the first ``train.placement_images`` validation images of each
+    """The mask placement of the first ``monitor.placement_images`` validation images of each
     domain where the run holds some out, else test images (else training images), translated as
     ``aggan evaluate`` does (at the training scale). The probe is fit once, on training images
     (features cached)."""
@@ -90,7 +90,7 @@ class PlacementMonitor:
             domain = source_domain(direction)
             images = (monitored_domain(config.data, domain)
                       or open_domain(config.data, "train", domain))
-            count = min(config.train.placement_images, len(images))
+            count = min(config.monitor.placement_images, len(images))
             self.inputs[direction] = [images.load(i) for i in range(count)]
 
     def measure(self, translator: Translator) -> dict[str, float]:
@@ -113,15 +113,15 @@ def placement_monitor(config: RunConfig, device: torch.device,
                       training: Mapping[str, DomainImages] | None = None
                       ) -> PlacementMonitor | None:
     """The placement monitor (its probe fit on ``training``, the run's open training images,
-    where given) where ``train.placement_images`` asks for one, the variant has attention and
+    where given) where ``monitor.placement_images`` asks for one, the variant has attention and
     the data are photos (the synthetic scenes have ground truth instead: mask IoU
     in the run's metrics.json). It needs the FID Inception and enough training images for the
     probe: without them the run trains on, and says once that placement is not logged."""
-    if (not config.train.placement_images or not VARIANTS[config.model.variant].attention
+    if (not config.monitor.placement_images or not VARIANTS[config.model.variant].attention
             or config.data.root == "synthetic"):
         return None
     try:
         return PlacementMonitor(config, device, training)
     except AgganError as error:
-        logger.warning("mask placement is not logged (train.placement_images): %s", error)
+        logger.warning("mask placement is not logged (monitor.placement_images): %s", error)
         return None

@@ -19,7 +19,7 @@ class Metric:
     label: str
     show: Callable[[Mapping[str, Any]], str]  # the value as text, from one direction's metrics
     source: Literal["inception", "placement", "ground_truth"]
-    monitor: bool = False  # also measured during training (train.kid_every_steps)
+    monitor: bool = False  # also measured during training (monitor.kid_every_steps)
 
 
 def _number(key: str, spec: str, unit: str = "") -> Callable[[Mapping[str, Any]], str]:
