@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aggan.images import list_images, write_json
+from aggan.images import list_images
 from aggan.loading import load_model
 from aggan.translate import scale_px, translate_tensor
+from report import finish, markdown_table
 from speed import cpu_name  # benchmarks/speed.py, beside this script
 
 MODES = ("train", "native")
@@ -83,6 +84,24 @@ def measure_mode(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _mode_row(mode: str, kind: str, result: dict[str, Any]) -> tuple[str, ...]:
+    row = result[kind]
+    identical = row["identical_share_where_mask_below_001"]
+    height, width = row["height_width"]
+    return (mode, f"{kind} {height}x{width}", str(row["images"]), f"{row['sec_per_image']:.3f}",
+            f"{result['peak_rss_mb']:.0f}", f"{row['mask_below_001_share']:.3f}",
+            "n/a" if identical is None else f"{identical:.4f}")
+
+
+def print_report(record: dict[str, Any]) -> None:
+    print(f"{record['direction']}, photos upscaled to {record['size']} px; {record['cpu']}, "
+          f"{record['threads']} threads")
+    print(markdown_table(("scale", "input", "images", "s/image", "peak RSS MB", "mask<0.01 share",
+                          "identical where mask<0.01"),
+                         (_mode_row(mode, kind, result) for mode, result in record["modes"].items()
+                          for kind in ("photo", "mosaic"))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder, name, run or checkpoint")
@@ -107,23 +126,10 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"--scale {mode} failed: {done.stderr.strip().splitlines()[-1]}")
         modes[mode] = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"{args.direction}, photos upscaled to {args.size} px; {cpu_name()}, {args.threads} "
-          "threads")
-    print("| scale | input | images | s/image | peak RSS MB | mask<0.01 share | identical "
-          "where mask<0.01 |\n|---|---|---|---|---|---|---|")
-    for mode, result in modes.items():
-        for kind in ("photo", "mosaic"):
-            row = result[kind]
-            identical = row["identical_share_where_mask_below_001"]
-            print(f"| {mode} | {kind} {row['height_width'][0]}x{row['height_width'][1]} | "
-                  f"{row['images']} | {row['sec_per_image']:.3f} | {result['peak_rss_mb']:.0f} | "
-                  f"{row['mask_below_001_share']:.3f} | "
-                  f"{'n/a' if identical is None else f'{identical:.4f}'} |")
     record = {"model": args.model, "direction": args.direction, "size": args.size,
               "cpu": cpu_name(), "threads": args.threads, "modes": modes}
-    if args.json:
-        write_json(args.json, record)
-    print(json.dumps(record))
+    print_report(record)
+    finish(record, args.json)
 
 
 if __name__ == "__main__":

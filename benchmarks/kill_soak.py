@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from aggan.checkpoint import load_checkpoint
-from aggan.images import write_json
+from report import finish, markdown_table
 from speed import cpu_name  # benchmarks/speed.py
 
 MOMENTS = ("random", "checkpoint", "samples")
@@ -149,10 +149,10 @@ def main() -> None:
             kills.append(kill_once(soaked, args.steps, MOMENTS[attempts % len(MOMENTS)], rng))
             if kills[-1].get("finished"):
                 break
-        finish = subprocess.run(train_command(soaked, args.steps, True), capture_output=True,
-                                text=True)
-        if finish.returncode != 0:
-            sys.exit(f"the last resume failed: {finish.stderr.strip()[-500:]}")
+        last_resume = subprocess.run(train_command(soaked, args.steps, True), capture_output=True,
+                                     text=True)
+        if last_resume.returncode != 0:
+            sys.exit(f"the last resume failed: {last_resume.stderr.strip()[-500:]}")
         leftovers = check_files(soaked)
         expected, actual = final_tensors(reference), final_tensors(soaked)
         differences = [float((expected[k].float() - actual[k].float()).abs().max())
@@ -177,19 +177,17 @@ def main() -> None:
     }
     print(f"CPU: {summary['cpu']}, torch {summary['torch']}, {args.steps} steps, checkpoint "
           "every 10")
-    print("| kills (random / checkpoint / samples) | resumes ok / tried | steps lost, max | "
-          "corrupt files | temp files after kills / at end | final weights equal |")
-    print("|---|---|---|---|---|---|")
     by = summary["kills_by_moment"]
-    print(f"| {summary['kills']} ({by['random']} / {by['checkpoint']} / {by['samples']}) | "
-          f"{summary['resumes_that_worked']} / {summary['resumes_tried']} | "
-          f"{summary['steps_lost_max']} | "
-          f"{summary['corrupt_files']} | {summary['temp_files_seen_after_kills']} / "
-          f"{summary['temp_files_left_at_end']} | {summary['final_weights_equal']} "
-          f"(max diff {summary['final_weights_max_abs_difference']:.3g}) |")
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_kill"}))
-    if args.json:
-        write_json(args.json, summary)
+    print(markdown_table(
+        ("kills (random / checkpoint / samples)", "resumes ok / tried", "steps lost, max",
+         "corrupt files", "temp files after kills / at end", "final weights equal"),
+        [(f"{summary['kills']} ({by['random']} / {by['checkpoint']} / {by['samples']})",
+          f"{summary['resumes_that_worked']} / {summary['resumes_tried']}",
+          summary["steps_lost_max"], summary["corrupt_files"],
+          f"{summary['temp_files_seen_after_kills']} / {summary['temp_files_left_at_end']}",
+          f"{summary['final_weights_equal']} "
+          f"(max diff {summary['final_weights_max_abs_difference']:.3g})")]))
+    finish(summary, args.json, line={k: v for k, v in summary.items() if k != "per_kill"})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ resized to the model's scale, out = m * F(s) + (1 - m) * s, and scores it as
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from aggan.domains import DIRECTIONS, source_domain, target_domain
-from aggan.images import to_float, to_uint8, write_json
+from aggan.images import to_float, to_uint8
 from aggan.loading import load_model
 from aggan.metrics.fid_kid import fid_kid
 from aggan.metrics.inception import InceptionFeatures
 from aggan.networks import composite
 from real_quality import test_photos
+from report import finish, markdown_table
 
 
 def dilated(size: int) -> Callable[[Tensor], Tensor]:
@@ -50,6 +50,14 @@ MASKS: dict[str, Callable[[Tensor], Tensor]] = {
     "dilated 25": dilated(25),
     "ones": torch.ones_like,
 }
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print(f"horse2zebra test photos at {results['size']} px, {results['aggan']}")
+    print(markdown_table(("direction", "mask", "mean mask", "KID x100", "FID"), (
+        (row["direction"], row["mask"], f"{row['mean_mask']:.3f}",
+         f"{row['kid_x100_mean']:.2f} +- {row['kid_x100_std']:.2f}", f"{row['fid']:.1f}")
+        for row in results["rows"])))
 
 
 def main() -> None:
@@ -80,15 +88,8 @@ def main() -> None:
                                     "kid_x100_mean": scores.kid_x100_mean,
                                     "kid_x100_std": scores.kid_x100_std})
 
-    print(f"horse2zebra test photos at {size} px, {args.aggan}")
-    print("| direction | mask | mean mask | KID x100 | FID |")
-    print("|---|---|---|---|---|")
-    for row in results["rows"]:
-        print(f"| {row['direction']} | {row['mask']} | {row['mean_mask']:.3f} | "
-              f"{row['kid_x100_mean']:.2f} +- {row['kid_x100_std']:.2f} | {row['fid']:.1f} |")
-    if args.json:
-        write_json(args.json, results)
-    print(json.dumps(results))
+    print_report(results)
+    finish(results, args.json)
 
 
 if __name__ == "__main__":

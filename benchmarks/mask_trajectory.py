@@ -29,9 +29,9 @@ import torch
 from aggan.checkpoint import step_file
 from aggan.data import fixed_samples
 from aggan.domains import DIRECTIONS, source_domain
-from aggan.images import write_json
 from aggan.loading import load_model
 from aggan.metrics.monitor import PlacementMonitor
+from report import finish, markdown_table, placement_cell
 
 ALIVE = (0.05, 0.95)  # the mean mask after the warm-up must stay inside this range
 
@@ -107,6 +107,38 @@ def summarize(run_dir: Path, test_images: int, placement_images: int) -> dict[st
                             if test_images or placement_images else [])}
 
 
+def _placement_row(row: dict[str, Any]) -> tuple[object, ...]:
+    return (row["step"], *(placement_cell(row[f"nats_{d}"], row[f"nats_stderr_{d}"],
+                                          row[f"hit_rate_{d}"]) for d in DIRECTIONS))
+
+
+def print_report(result: dict[str, Any], every: int, placement_images: int) -> None:
+    """One run's tables: the logged mean masks (every ``every`` steps), the logged placement, and
+    what was measured on the checkpoints."""
+    print(f"\n{result['run']}: warm-up until {result['warmup_end']}, mean mask after it "
+          f"{result['min_after_warmup']:.3f} to {result['max_after_warmup']:.3f} "
+          f"({'alive' if result['alive'] else 'COLLAPSED or saturated'})")
+    print(markdown_table(("step", "mask a (batch)", "mask b (batch)"), (
+        (row["step"], f"{row['a']:.3f}", f"{row['b']:.3f}")
+        for row in result["logged"] if row["step"] % every == 0)))
+    if result["placement"]:
+        print(f"mask placement (nats, +- standard error, share above chance); switch at "
+              f"{result['switch']}: {'placed' if result['placed'] else 'NOT placed'} on the "
+              "animals from the switch on")
+        print(markdown_table(("step", "a2b", "b2a"), map(_placement_row, result["placement"])))
+    checkpoints = result.get("checkpoints", [])
+    if checkpoints and "mean_a2b" in checkpoints[0]:
+        print(markdown_table(
+            ("checkpoint", "test mean a2b", "area>0.5 a2b", "test mean b2a", "area>0.5 b2a"),
+            ((row["step"], *(f"{row[key]:.3f}" for key in
+                             ("mean_a2b", "area_a2b", "mean_b2a", "area_b2a")))
+             for row in checkpoints)))
+    if placement_images:
+        print(markdown_table(
+            ("checkpoint", f"placement a2b ({placement_images} images)", "placement b2a"),
+            (_placement_row(row) for row in checkpoints if "nats_a2b" in row)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -123,40 +155,9 @@ def main() -> None:
             parser.error(f"{run} holds no stats.jsonl (not a run folder, or not started)")
     results = [summarize(run, args.test_images, args.placement_images) for run in args.runs]
     for result in results:
-        print(f"\n{result['run']}: warm-up until {result['warmup_end']}, mean mask after it "
-              f"{result['min_after_warmup']:.3f} to {result['max_after_warmup']:.3f} "
-              f"({'alive' if result['alive'] else 'COLLAPSED or saturated'})")
-        print("| step | mask a (batch) | mask b (batch) |\n|---|---|---|")
-        for row in result["logged"]:
-            if row["step"] % args.every == 0:
-                print(f"| {row['step']} | {row['a']:.3f} | {row['b']:.3f} |")
-        if result["placement"]:
-            print(f"mask placement (nats, +- standard error, share above chance); switch at "
-                  f"{result['switch']}: {'placed' if result['placed'] else 'NOT placed'} on the "
-                  "animals from the switch on")
-            print("| step | a2b | b2a |\n|---|---|---|")
-            for row in result["placement"]:
-                print(f"| {row['step']} | " + " | ".join(
-                    f"{row[f'nats_{d}']:+.2f} +- {row[f'nats_stderr_{d}']:.2f} "
-                    f"({row[f'hit_rate_{d}']:.0%})" for d in DIRECTIONS) + " |")
-        if args.test_images:
-            print("| checkpoint | test mean a2b | area>0.5 a2b | test mean b2a | area>0.5 b2a |")
-            print("|---|---|---|---|---|")
-            for row in result["checkpoints"]:
-                print(f"| {row['step']} | {row['mean_a2b']:.3f} | {row['area_a2b']:.3f} | "
-                      f"{row['mean_b2a']:.3f} | {row['area_b2a']:.3f} |")
-        if args.placement_images:
-            print(f"| checkpoint | placement a2b ({args.placement_images} images) | "
-                  "placement b2a |\n|---|---|---|")
-            for row in result["checkpoints"]:
-                if "nats_a2b" in row:
-                    print(f"| {row['step']} | " + " | ".join(
-                        f"{row[f'nats_{d}']:+.2f} +- {row[f'nats_stderr_{d}']:.2f} "
-                        f"({row[f'hit_rate_{d}']:.0%})" for d in DIRECTIONS) + " |")
-    if args.json:
-        write_json(args.json, results)
-    print(json.dumps([{key: value for key, value in result.items() if key != "logged"}
-                      for result in results]))
+        print_report(result, args.every, args.placement_images)
+    finish(results, args.json, line=[{key: value for key, value in result.items()
+                                      if key != "logged"} for result in results])
 
 
 if __name__ == "__main__":

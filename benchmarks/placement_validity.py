@@ -42,13 +42,14 @@ from torch.nn import functional as F
 
 from aggan.config import DataConfig
 from aggan.domains import DIRECTIONS, reverse, source_domain
-from aggan.images import to_float, write_json
+from aggan.images import to_float
 from aggan.loading import load_model
 from aggan.metrics.fid_kid import default_cache_dir
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import placement, training_probe
 from aggan.networks import composite
 from real_quality import test_photos
+from report import finish, markdown_table
 
 
 def centred_blob(mask: Tensor) -> Tensor:
@@ -104,6 +105,26 @@ def cycle_agreement(translator: torch.nn.Module, photos: Tensor, masks: Tensor,
     return float(1 - (back_masks - masks).abs().mean())
 
 
+def _row(row: dict[str, Any]) -> tuple[str, ...]:
+    model = row["candidate"] == "model"
+    return (row["direction"], row["candidate"], f"{row['mean_mask']:.3f}",
+            f"{row['placement_nats']:+.3f} +- {row['placement_nats_stderr']:.3f}",
+            f"{row['placement_hit_rate']:.2f}",
+            "" if model else
+            f"{row['model_minus_this_nats']:+.3f} +- {row['model_minus_this_stderr']:.3f}",
+            "" if model else f"{row['model_higher_share']:.0%}",
+            f"{row['cycle_agreement']:.3f}", f"{row['edge_ratio']:.2f}")
+
+
+def print_report(results: dict[str, Any]) -> None:
+    probe = results["probe"]
+    print(f"\n{results['model']} on the test photos at {results['size']} px; probe: L2 "
+          f"{probe['penalty']:g}, held-out accuracy {probe['heldout_accuracy']:.3f}")
+    print(markdown_table(("direction", "candidate", "mean mask", "occlusion (nats)", "hit rate",
+                          "model minus this, per photo (nats)", "model higher",
+                          "cycle agreement", "edge ratio"), map(_row, results["rows"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder, name, run or checkpoint")
@@ -148,21 +169,9 @@ def main() -> None:
             results["rows"].append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "scores"}), flush=True)
 
-    print(f"\n{args.model} on the test photos at {size} px; probe: L2 {probe.penalty:g}, held-out "
-          f"accuracy {probe.heldout_accuracy:.3f}")
-    print("| direction | candidate | mean mask | occlusion (nats) | hit rate | model minus this, "
-          "per photo (nats) | model higher | cycle agreement | edge ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in results["rows"]:
-        paired = ("" if row["candidate"] == "model" else
-                  f"{row['model_minus_this_nats']:+.3f} +- {row['model_minus_this_stderr']:.3f}")
-        higher = "" if row["candidate"] == "model" else f"{row['model_higher_share']:.0%}"
-        print(f"| {row['direction']} | {row['candidate']} | {row['mean_mask']:.3f} | "
-              f"{row['placement_nats']:+.3f} +- {row['placement_nats_stderr']:.3f} | "
-              f"{row['placement_hit_rate']:.2f} | {paired} | {higher} | "
-              f"{row['cycle_agreement']:.3f} | {row['edge_ratio']:.2f} |")
-    if args.json:
-        write_json(args.json, results)
+    print_report(results)
+    finish(results, args.json, line={key: value for key, value in results.items()
+                                     if key != "rows"})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Prints a table and a final JSON line; ``--json`` writes the results.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,13 @@ from torchvision.utils import make_grid
 from aggan.config import DataConfig
 from aggan.data import FolderDomain
 from aggan.domains import DIRECTIONS, Direction, source_domain, target_domain
-from aggan.images import write_json, write_png
+from aggan.images import write_png
 from aggan.loading import load_model
 from aggan.metrics.fid_kid import default_cache_dir, fid_kid, frechet_distance
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.placement import placement, training_probe
 from aggan.translate import translate_tensor
+from report import finish, markdown_table, placement_cell
 
 CHANGED_LEVELS = 8  # a pixel counts as changed above this many 8-bit levels in any channel
 
@@ -76,6 +76,21 @@ def gallery(inputs: Tensor, masks: Tensor, aggan: Tensor, cyclegan: Tensor | Non
                                                            else [])
     tiles = torch.stack(columns, dim=1).flatten(0, 1)
     return make_grid(tiles, nrow=len(columns), padding=2, pad_value=255)
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print(f"horse2zebra test photos at {results['size']} px")
+    print(markdown_table(
+        ("direction", "method", "KID x100", "FID", "authors' FID", "changed > 8/255",
+         "mean abs change", "mean mask", "placement (nats)"),
+        ((row["direction"], row["method"],
+          f"{row['kid_x100_mean']:.2f} +- {row['kid_x100_std']:.2f}", f"{row['fid']:.1f}",
+          f"{row['fid_authors']:.1f}", f"{row['changed_share']:.3f}",
+          f"{row['mean_abs_change_levels']:.2f}",
+          f"{row['mean_mask']:.3f}" if "mean_mask" in row else "",
+          placement_cell(row["placement_nats"], row["placement_nats_stderr"],
+                         row["placement_hit_rate"]) if "placement_nats" in row else "")
+         for row in results["rows"])))
 
 
 def main() -> None:
@@ -128,21 +143,8 @@ def main() -> None:
                               outputs["cyclegan"][rows] if "cyclegan" in outputs else None),
                       args.gallery.parent / f"{args.gallery.name}_{direction}.png")
 
-    print(f"horse2zebra test photos at {size} px")
-    print("| direction | method | KID x100 | FID | authors' FID | changed > 8/255 | "
-          "mean abs change | mean mask | placement (nats) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in results["rows"]:
-        mask = f"{row['mean_mask']:.3f}" if "mean_mask" in row else ""
-        where = (f"{row['placement_nats']:+.2f} +- {row['placement_nats_stderr']:.2f} "
-                 f"({row['placement_hit_rate']:.0%})" if "placement_nats" in row else "")
-        print(f"| {row['direction']} | {row['method']} | {row['kid_x100_mean']:.2f} +- "
-              f"{row['kid_x100_std']:.2f} | {row['fid']:.1f} | {row['fid_authors']:.1f} | "
-              f"{row['changed_share']:.3f} | {row['mean_abs_change_levels']:.2f} | {mask} | "
-              f"{where} |")
-    if args.json:
-        write_json(args.json, results)
-    print(json.dumps(results))
+    print_report(results)
+    finish(results, args.json)
 
 
 if __name__ == "__main__":
