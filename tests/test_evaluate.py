@@ -130,7 +130,7 @@ def test_evaluate_records_what_it_measured_and_warns_on_small_sets(
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     settings = report["settings"]
     assert settings["scale"] == "native" and settings["mask_threshold"] == 0.5
-    assert settings["inception_sha1"] == STANDARD_SHA1 and settings["test_images"] == {
+    assert settings["inception_sha1"] == STANDARD_SHA1 and settings["images"] == {
         "a": 20, "b": 20}
     metrics = report["directions"]["a2b"]
     # The identity baseline by hand: KID of the real source images against the target's.

@@ -20,6 +20,7 @@ from aggan.cli import main
 from aggan.config import build_config
 from aggan.data import ground_truth, split_training
 from aggan.errors import AgganError
+from aggan.evaluate import evaluation_images
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.monitor import PlacementMonitor, placement_monitor
 from aggan.metrics.placement import (
@@ -192,6 +193,32 @@ def test_evaluate_reports_the_placement_of_a_trained_model(
         assert metrics["placement_images"] == 12
         assert 0 < metrics["mean_mask"] < 1
     assert "mask placement" in capsys.readouterr().out
+
+
+def test_evaluate_on_the_validation_split_scores_the_held_out_images(
+        stand_in: InceptionFeatures, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--split validation`` translates and compares the training images the run held out
+    (never a test image, never one it trained on), and says so; a model that held none out is
+    refused in one line naming the flag."""
+    write_dataset(tmp_path / "photos", size_px=32, train_images=14, test_images=4, seed=0)
+    layer = tiny_layer(steps=4, attention_warmup_step=1, switch_step=2)
+    layer["data"].update(root=str(tmp_path / "photos"), validation_images=5)
+    train(build_config(layer), tmp_path / "run", progress=False, tensorboard=False)
+    assert main(["evaluate", "--model", str(tmp_path / "run"), "--split", "validation", "--out",
+                 str(tmp_path / "report"), "--no-cache", "--no-placement", "--no-progress",
+                 "--inception", str(stand_in.path), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("validation split: the 5 + 5 training images")
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert report["settings"]["split"] == "validation"
+    assert report["settings"]["images"] == {"a": 5, "b": 5}
+    for direction, source in (("a2b", "a"), ("b2a", "b")):
+        held_out = split_training(build_config(layer).data, source)[1]
+        assert held_out is not None
+        written = {path.stem for path in (tmp_path / "report" / direction).glob("*.png")}
+        assert written == {held_out.name(i) for i in range(len(held_out))}
+    layer["data"]["validation_images"] = 0
+    with pytest.raises(AgganError, match=r"--split validation: the model held no training"):
+        evaluation_images(build_config(layer).data, "validation", "a")
 
 
 def test_the_switch_can_freeze_the_best_placed_attention(

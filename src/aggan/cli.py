@@ -314,7 +314,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                                  mask_threshold=args.mask_threshold,
                                  measure_placement=not args.no_placement,
                                  identity_baseline=args.baseline == "identity",
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, split=args.split)
     print(format_report(report))
     if args.out is not None:
         print(f"report: {args.out / 'index.html'}")
@@ -325,8 +325,10 @@ def _add_evaluate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="FID, KID x100 (and ground-truth metrics on synthetic data)",
         description="Scores a checkpoint on the test split (every test image translated once, "
-                    "whole, compared with the real test images of the target domain), or two "
-                    "folders directly with --real and --fake.",
+                    "whole, compared with the real test images of the target domain), on the "
+                    "training images its run held out (--split validation: to choose a seed or "
+                    "a checkpoint without looking at the test set), or two folders directly "
+                    "with --real and --fake.",
         epilog="examples:\n  aggan evaluate --checkpoint runs/h2z --data "
                "../shared/data/horse2zebra --out report/\n  aggan evaluate --real "
                "data/testB --fake out/h2z",
@@ -335,6 +337,9 @@ def _add_evaluate(subparsers: Any) -> None:
     parser.add_argument("--data", help="folder with testA/ testB/, or 'synthetic' (default: the "
                         "data the run trained on)")
     parser.add_argument("--direction", choices=("a2b", "b2a", "both"), default="both")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="test (default): the test folders; validation: the training "
+                        "images the run held out (data.validation_images)")
     parser.add_argument("--real", type=Path, help="folder of real images (with --fake)")
     parser.add_argument("--fake", type=Path, help="folder of generated images (with --real)")
     parser.add_argument("--out", type=Path, help="write metrics.json, translations, masks and "

@@ -2,7 +2,9 @@
 
 Every test image of the source domain is translated once, whole, at its own size; the
 translations are compared with the real test images of the target domain by FID and KID x100
-(Inception features, ``aggan.metrics``). Where the data has ground truth (the synthetic dataset),
+(Inception features, ``aggan.metrics``). With ``split="validation"`` the images are instead the
+training images the run held out (``data.validation_images``), so that a seed or a checkpoint
+is chosen without looking at the test set. Where the data has ground truth (the synthetic dataset),
 the ground-truth metrics come too. With an output folder, the translations, masks and an
 ``index.html`` gallery are written there, with ``metrics.json``.
 """
@@ -14,7 +16,7 @@ import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import torch
@@ -22,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from aggan.config import DataConfig
-from aggan.data import ground_truth, open_test_domain
+from aggan.data import DomainImages, ground_truth, open_test_domain, split_training
 from aggan.domains import DOMAINS, Direction, source_domain, target_domain
 from aggan.errors import AgganError
 from aggan.images import (
@@ -51,6 +53,8 @@ from aggan.translate import MASKS, Scale, check_mask_threshold, scale_px, transl
 
 logger = logging.getLogger(__name__)
 
+Split = Literal["test", "validation"]
+
 @dataclass
 class DirectionResult:
     direction: Direction
@@ -58,23 +62,39 @@ class DirectionResult:
     rows: list[dict[str, str]]  # report rows: relative paths of input, mask, output, overlay
 
 
+def evaluation_images(data: DataConfig, split: Split, domain: str) -> DomainImages:
+    """The images of ``domain`` that ``split`` scores: the test folder's, or the training images
+    the run held out of training."""
+    if split == "validation":
+        if not data.validation_images:
+            raise AgganError("--split validation: the model held no training images out "
+                             "(data.validation_images is 0); train with --set "
+                             "data.validation_images=N")
+        held_out = split_training(data, domain)[1]
+        assert held_out is not None
+        return held_out
+    images = open_test_domain(data, domain)
+    if images is None:
+        raise AgganError(f"--data {data.root}: evaluation needs testA/ and testB/")
+    return images
+
+
 def evaluate_direction(translator: Translator, data: DataConfig, direction: Direction, *,
                        inception: InceptionFeatures, use_attention: bool,
                        real_features: dict[str, Tensor], probe: DomainProbe | None,
                        out_dir: Path | None, scale: Scale = "train",
                        mask_threshold: float | None = None, identity_baseline: bool = False,
-                       progress: bool = False) -> DirectionResult:
-    """Translates every test image of the source domain and scores the translations.
+                       progress: bool = False, split: Split = "test") -> DirectionResult:
+    """Translates every image of the source domain in ``split`` and scores the translations.
 
     Args:
-        real_features: Inception features of both domains' test images, by domain.
+        real_features: Inception features of both domains' images of ``split``, by domain.
         probe: the domain probe that scores where the masks sit (None: not measured).
         identity_baseline: also score the identity (output = input) the same way.
         progress: a progress bar for the translation.
     """
     source, target = source_domain(direction), target_domain(direction)
-    inputs = open_test_domain(data, source)
-    assert inputs is not None  # evaluate_checkpoint checked both test folders
+    inputs = evaluation_images(data, split, source)
     input_images, fake_images, masks, rows = [], [], [], []
     for index in tqdm(range(len(inputs)), desc=f"{direction}: translating", unit="image",
                       leave=False, disable=not progress):
@@ -113,7 +133,7 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
         if probe is not None:
             metrics |= placement(probe, inception, input_images, masks, source,
                                  description=f"{direction}: mask placement").summary()
-    items = ground_truth(data, source)
+    items = ground_truth(data, source) if split == "test" else None
     if items is not None:
         metrics["ground_truth"] = ground_truth_metrics(
             translator, items, direction, device=next(translator.parameters()).device,
@@ -121,20 +141,18 @@ def evaluate_direction(translator: Translator, data: DataConfig, direction: Dire
     return DirectionResult(direction, metrics, rows)
 
 
-def test_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None
-                  ) -> dict[str, Tensor]:
-    """Inception features of both domains' test images (cached): each is the target of one
-    direction and, for the authors' FID, the source of the other."""
+def real_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None,
+                  split: Split = "test") -> dict[str, Tensor]:
+    """Inception features of both domains' images of ``split`` (cached): each is the target of
+    one direction and, for the authors' FID, the source of the other."""
     features = {}
     for domain in DOMAINS:
-        images = open_test_domain(data, domain)
-        if images is None:
-            raise AgganError(f"--data {data.root}: evaluation needs testA/ and testB/")
+        images = evaluation_images(data, split, domain)
         features[domain] = cached_features(
-            domain_identity(images, data, "test", domain), len(images), inception.sha1,
+            domain_identity(images, data, split, domain), len(images), inception.sha1,
             cache_dir, lambda images=images, domain=domain: inception.extract(
                 (images.load(i) for i in range(len(images))), total=len(images),
-                description=f"test{domain.upper()}: features"))
+                description=f"{split} {domain.upper()}: features"))
     return features
 
 
@@ -159,31 +177,32 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
                         inception: InceptionFeatures, cache_dir: Path | None,
                         scale: Scale = "train", mask_threshold: float | None = None,
                         measure_placement: bool = True, identity_baseline: bool = False,
-                        progress: bool = False) -> dict[str, Any]:
-    """Scores a checkpoint on the test split of ``data_root`` (a folder, or ``synthetic`` for
-    the built-in scenes the run was configured with; None: the data the run trained on).
-    Returns what ``metrics.json`` holds."""
+                        progress: bool = False, split: Split = "test") -> dict[str, Any]:
+    """Scores a checkpoint on ``split`` of ``data_root`` (a folder, or ``synthetic`` for the
+    built-in scenes the run was configured with; None: the data the run trained on): its test
+    images, or the training images the run held out. Returns what ``metrics.json`` holds."""
     check_mask_threshold(mask_threshold)
     model = load_model(checkpoint, device)
     translator, config, use_attention = model.translator, model.config, model.use_attention
     data = dataclasses.replace(config.data, root=data_root or config.data.root)
     data_root = data.root
-    real_features = test_features(data, inception, cache_dir)
+    features = real_features(data, inception, cache_dir, split)
     probe, placement_info = None, {"measured": False, "why": "--no-placement"}
     if not use_attention:
         placement_info["why"] = "the model has no attention (its mask is 1 everywhere)"
     elif measure_placement:
         probe, placement_info = placement_probe(data, inception, cache_dir)
     results = [evaluate_direction(translator, data, direction, inception=inception,
-                                  use_attention=use_attention, real_features=real_features,
+                                  use_attention=use_attention, real_features=features,
                                   probe=probe, out_dir=out_dir, scale=scale,
                                   mask_threshold=mask_threshold,
-                                  identity_baseline=identity_baseline, progress=progress)
+                                  identity_baseline=identity_baseline, progress=progress,
+                                  split=split)
                for direction in directions]
     report = {"checkpoint": str(checkpoint), "data": data_root, "variant": config.model.variant,
-              "settings": {"scale": scale, "mask_threshold": mask_threshold,
+              "settings": {"split": split, "scale": scale, "mask_threshold": mask_threshold,
                            "inception": str(inception.path), "inception_sha1": inception.sha1,
-                           "test_images": {d: len(f) for d, f in real_features.items()}},
+                           "images": {d: len(f) for d, f in features.items()}},
               "placement": placement_info,
               "directions": {r.direction: r.metrics for r in results}}
     if out_dir is not None:
@@ -234,7 +253,12 @@ def evaluate_folders(real: Path, fake: Path, *, inception: InceptionFeatures,
 
 
 def format_report(report: dict[str, Any]) -> str:
-    return metrics_table(report["directions"])
+    table = metrics_table(report["directions"])
+    if report["settings"]["split"] != "validation":
+        return table
+    images = report["settings"]["images"]
+    return (f"validation split: the {images['a']} + {images['b']} training images the run held "
+            f"out, not the test set\n{table}")
 
 
 def write_report(out_dir: Path, report: dict[str, Any], results: list[DirectionResult]) -> None:
