@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aggan.config import RunConfig, build_config
+from aggan.config import RunConfig, build_config, section_of
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -37,13 +36,6 @@ def tiny_layer(**fields: object) -> dict:
     for name, value in fields.items():
         layer.setdefault(section_of(name), {})[name] = value
     return layer
-
-
-def section_of(name: str) -> str:
-    """The section below the model and the data that holds the field ``name``."""
-    sections = typing.get_type_hints(RunConfig)
-    return next(section for section in ("train", "schedule", "losses", "monitor", "runtime")
-                if name in {f.name for f in dataclasses.fields(sections[section])})
 
 
 def with_fields(config: RunConfig, **fields: object) -> RunConfig:

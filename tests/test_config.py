@@ -14,6 +14,7 @@ from aggan.config import (
     build_config,
     parse_assignment,
     read_config_file,
+    section_of,
     to_dict,
 )
 from aggan.errors import AgganError
@@ -94,6 +95,14 @@ def test_a_config_from_before_the_sections_loads_into_them() -> None:
                           / "config.json").read_text())
     assert "tau" in shipped["config"]["train"]  # written in the old layout
     assert build_config(shipped["config"]).schedule.switch_step is None
+
+
+def test_section_of_names_each_fields_section() -> None:
+    assert [section_of(name) for name in ("lr", "steps", "tau", "cycle_weight",
+                                          "placement_images", "precision")] == [
+        "train", "schedule", "schedule", "losses", "monitor", "runtime"]
+    with pytest.raises(AgganError, match="no_such_field"):
+        section_of("no_such_field")
 
 
 def test_unreadable_config_file_is_named(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ benchmarks/placement_validity.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -20,7 +21,7 @@ from aggan.cli import main
 from aggan.config import build_config
 from aggan.data import ground_truth, split_training
 from aggan.errors import AgganError
-from aggan.evaluate import evaluation_images
+from aggan.evaluate import evaluation_images, placement_probe
 from aggan.metrics.inception import InceptionFeatures
 from aggan.metrics.monitor import PlacementMonitor, placement_monitor
 from aggan.metrics.placement import (
@@ -219,6 +220,22 @@ def test_evaluate_on_the_validation_split_scores_the_held_out_images(
     layer["data"]["validation_images"] = 0
     with pytest.raises(AgganError, match=r"--split validation: the model held no training"):
         evaluation_images(build_config(layer).data, "validation", "a")
+
+
+def test_evaluate_scores_every_model_on_a_folder_with_one_probe(
+        stand_in: InceptionFeatures, tmp_path: Path) -> None:
+    """On the test split the placement probe is fit on all training images, whatever the run
+    held out, so that models trained with and without a validation split get comparable
+    placement; on the validation split it leaves the held-out images out."""
+    write_dataset(tmp_path / "photos", size_px=32, train_images=20, test_images=4, seed=0)
+    data = build_config(tiny_layer()).data
+    kept_all = dataclasses.replace(data, root=str(tmp_path / "photos"))
+    held_out = dataclasses.replace(kept_all, validation_images=5)
+    probes = {(name, split): placement_probe(config, stand_in, None, split)[0]
+              for name, config in (("all", kept_all), ("held", held_out))
+              for split in ("test", "validation")}
+    assert torch.equal(probes["held", "test"].weight, probes["all", "test"].weight)
+    assert not torch.equal(probes["held", "validation"].weight, probes["all", "test"].weight)
 
 
 def test_the_switch_can_freeze_the_best_placed_attention(

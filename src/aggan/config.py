@@ -333,29 +333,40 @@ class RunConfig:
                              "monitor.placement_images above 0")
 
 
-# Configs written before the sections (checkpoints, model folders and config files of aggan
-# 0.1.0) held every setting below the model and the data in one ``train`` section; they, and
-# ``--set train.tau=...``, still load: each of those fields moved whole into one section.
+# Every field below the model and the data, by the section that holds it (the names are unique
+# across sections, which is what lets ``--set`` and the old layout name a field alone).
 _SECTION_OF_FIELD: dict[str, str] = {
     f.name: section
     for section, section_type in typing.get_type_hints(RunConfig).items()
-    if section not in ("model", "data", "train")
+    if section not in ("model", "data")
     for f in dataclasses.fields(section_type)
 }
 
 
+def section_of(name: str) -> str:
+    """The section (train, schedule, losses, monitor or runtime) that holds the field ``name``."""
+    if name not in _SECTION_OF_FIELD:
+        raise AgganError(f"{name}: no such setting below the model and the data")
+    return _SECTION_OF_FIELD[name]
+
+
 def upgrade_layout(values: dict[str, Any]) -> dict[str, Any]:
     """A config dict with the flat ``train`` section of older versions moved into its sections
-    (``train.tau`` -> ``schedule.tau``); a config in today's layout comes back unchanged."""
+    (``train.tau`` -> ``schedule.tau``); a config in today's layout comes back unchanged.
+
+    Configs written before the sections (checkpoints, model folders and config files of aggan
+    0.1.0) held every setting below the model and the data in one ``train`` section; they, and
+    ``--set train.tau=...``, still load: each of those fields moved whole into one section."""
     train = values.get("train")
-    if not isinstance(train, dict) or not set(train) & set(_SECTION_OF_FIELD):
+    if not isinstance(train, dict):
+        return values
+    moved = [name for name in train if _SECTION_OF_FIELD.get(name, "train") != "train"]
+    if not moved:
         return values
     upgraded = {key: dict(value) if isinstance(value, dict) else value
                 for key, value in values.items()}
-    for name, value in train.items():
-        if name in _SECTION_OF_FIELD:
-            del upgraded["train"][name]
-            upgraded.setdefault(_SECTION_OF_FIELD[name], {})[name] = value
+    for name in moved:
+        upgraded.setdefault(_SECTION_OF_FIELD[name], {})[name] = upgraded["train"].pop(name)
     return upgraded
 
 

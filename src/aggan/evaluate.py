@@ -156,11 +156,15 @@ def real_features(data: DataConfig, inception: InceptionFeatures, cache_dir: Pat
     return features
 
 
-def placement_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None
-                    ) -> tuple[DomainProbe | None, dict[str, Any]]:
+def placement_probe(data: DataConfig, inception: InceptionFeatures, cache_dir: Path | None,
+                    split: Split) -> tuple[DomainProbe | None, dict[str, Any]]:
     """The probe for the mask placement, fit on the data's training images, and what the report
     says of it; without training images (or too few) placement is not measured, and it says
-    why."""
+    why. On the test split the probe sees every training image, whatever the run held out, so
+    that all models evaluated on one folder are scored by one probe and their placement can be
+    compared; on the validation split it never sees the held-out images it scores."""
+    if split == "test":
+        data = dataclasses.replace(data, validation_images=0)
     try:
         probe = training_probe(data, inception, cache_dir)
     except AgganError as error:
@@ -191,7 +195,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None,
     if not use_attention:
         placement_info["why"] = "the model has no attention (its mask is 1 everywhere)"
     elif measure_placement:
-        probe, placement_info = placement_probe(data, inception, cache_dir)
+        probe, placement_info = placement_probe(data, inception, cache_dir, split)
     results = [evaluate_direction(translator, data, direction, inception=inception,
                                   use_attention=use_attention, real_features=features,
                                   probe=probe, out_dir=out_dir, scale=scale,
