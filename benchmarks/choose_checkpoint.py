@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aggan.checkpoint import step_file
+from aggan.checkpoint import saved_steps, step_file
 from aggan.domains import DIRECTIONS
 from aggan.errors import AgganError
 from aggan.evaluate import evaluate_checkpoint
@@ -40,8 +39,7 @@ PLACED_STDERRS = 2.0  # placement must exceed this many standard errors above ch
 def checkpoint_steps(run_dir: Path, steps: list[int] | None) -> list[int]:
     """The saved steps to compare: ``steps`` where given (each must be saved), else every saved
     step from the run's switch on (before it the attention still moves)."""
-    saved = sorted(int(match.group(1)) for path in (run_dir / "checkpoints").glob("step-*.pt")
-                   if (match := re.fullmatch(r"step-(\d+)\.pt", path.name)))
+    saved = saved_steps(run_dir)
     if steps:
         missing = sorted(set(steps) - set(saved))
         if missing:

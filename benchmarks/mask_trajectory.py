@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from aggan.checkpoint import step_file
+from aggan.checkpoint import saved_steps, step_file
 from aggan.data import fixed_samples
 from aggan.domains import DIRECTIONS, source_domain
 from aggan.loading import load_model
@@ -69,8 +68,7 @@ def checkpoint_masks(run_dir: Path, images: int, placement_images: int
     (``placement_images``) the placement of its masks after the warm-up."""
     rows = []
     monitor = None
-    steps = sorted(int(m.group(1)) for path in (run_dir / "checkpoints").glob("step-*.pt")
-                   if (m := re.fullmatch(r"step-(\d+)\.pt", path.name)))
+    steps = saved_steps(run_dir)
     for step in steps:
         model = load_model(run_dir / "checkpoints" / step_file(step), torch.device("cpu"))
         translator, config, use_attention = model.translator, model.config, model.use_attention

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from aggan.checkpoint import load_checkpoint
+from aggan.checkpoint import load_checkpoint, saved_steps, step_file
 from aggan.cli import main
 from aggan.config import build_config
 from aggan.errors import AgganError
@@ -38,6 +38,15 @@ def test_translator_loads_from_folder_or_file(trained_run: Path) -> None:
     assert model.source == trained_run / "checkpoints" / "latest.pt"
     again = load_model(trained_run / "checkpoints" / "step-0000002.pt").translator
     assert again.generators["a2b"].layers[0].weight.shape == (8, 3, 7, 7)
+
+
+def test_saved_steps_lists_the_step_checkpoints_in_order(tmp_path: Path) -> None:
+    """Only ``step_file`` names count (not latest.pt, best.pt or a temp file), in step order."""
+    (tmp_path / "checkpoints").mkdir()
+    for name in (step_file(12000), step_file(800), step_file(4800), "latest.pt", "best.pt",
+                 "step-0000900.pt.tmp"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    assert saved_steps(tmp_path) == [800, 4800, 12000]
 
 
 def test_truncated_checkpoint_is_named(tmp_path: Path, trained_run: Path) -> None:

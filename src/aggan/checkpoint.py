@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import re
 import shutil
 import zipfile
 from collections.abc import Sequence
@@ -105,6 +106,12 @@ def save_training_checkpoint(state: TrainState, config: RunConfig, schedule: Sch
 
 def step_file(step: int) -> str:
     return f"step-{step:07d}.pt"
+
+
+def saved_steps(run_dir: Path) -> list[int]:
+    """The steps of the ``step_file`` checkpoints a run saved, in order."""
+    return sorted(int(match.group(1)) for path in checkpoint_dir(run_dir).glob("step-*.pt")
+                  if (match := re.fullmatch(r"step-(\d+)\.pt", path.name)))
 
 
 # --- Reading ---------------------------------------------------------------------------------
