@@ -12,6 +12,11 @@ than two standard errors above chance), the lowest mean over the two directions 
 by the identity's KID (a checkpoint that does nothing scores 1). Prints a table and the choice,
 then a final JSON line; ``--json`` writes the results.
 
+``--scored JSON`` takes the rows of an earlier result of this script instead of scoring those
+checkpoints again (3 minutes each on two CPU cores), so a run added later costs only its own
+checkpoints; the rows are keyed by run folder name and step, and the earlier result must have
+scored the same data.
+
     python benchmarks/choose_checkpoint.py RUN_SEED0 RUN_SEED1 RUN_SEED2 \\
         --data ../shared/data/horse2zebra --json benchmarks/results/placement/choice.json
 """
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 
 from aggan.checkpoint import saved_steps, step_file
+from aggan.config import read_json_object
 from aggan.domains import DIRECTIONS
 from aggan.errors import AgganError
 from aggan.evaluate import evaluate_checkpoint
@@ -76,6 +82,18 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(placed, key=lambda row: row["mean_kid_ratio"]) if placed else None
 
 
+def scored_rows(path: Path | None) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows of an earlier result of this script, by (run folder name, step)."""
+    if path is None:
+        return {}
+    rows = read_json_object(path, "--scored").get("rows")
+    if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and {"run", "step", "placed", "mean_kid_ratio"} <= row.keys()
+            for row in rows):
+        raise AgganError(f"--scored: {path} holds no rows of choose_checkpoint.py")
+    return {(row["run"], row["step"]): row for row in rows}
+
+
 def print_report(rows: list[dict[str, Any]], chosen: dict[str, Any] | None) -> None:
     header = ["run", "step"] + [f"{label} {d}" for d in DIRECTIONS
                                 for label in ("KID x100 (identity)", "placement")]
@@ -104,13 +122,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="the data folder (default: each run's)")
     parser.add_argument("--steps", type=int, nargs="+",
                         help="the saved steps to compare (default: every one from the switch on)")
+    parser.add_argument("--scored", type=Path, help="an earlier --json of this script whose "
+                        "rows are taken instead of scoring their checkpoints again")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cpu")
     inception = InceptionFeatures(device=device)
+    earlier = scored_rows(args.scored)
     rows = []
     for run_dir in args.runs:
         for step in checkpoint_steps(run_dir, args.steps):
+            if (run_dir.name, step) in earlier:
+                rows.append(earlier[run_dir.name, step])
+                continue
             report = evaluate_checkpoint(
                 run_dir / "checkpoints" / step_file(step),
                 str(args.data) if args.data else None, DIRECTIONS, out_dir=None, device=device,

@@ -9,8 +9,12 @@ model's training size), per direction and method:
   the mean absolute change (in 8-bit levels), and for aggan the mean mask and where it sits
   (``aggan.metrics.placement``: nats of domain evidence the mask hides beyond the same shape
   elsewhere, with a probe fit on the training photos);
-- a gallery: input | mask | aggan | cyclegan for ``--gallery-rows`` test photos per direction.
-Prints a table and a final JSON line; ``--json`` writes the results.
+- a gallery: input | mask | aggan (| mask | translation of each ``--other``) | cyclegan for
+  ``--gallery-rows`` test photos per direction.
+``--other LABEL=MODEL`` scores more aggan models the same way, in rows named LABEL (a model to
+replace held against the one in use, say); the rows of ``--aggan`` stay named ``aggan``, so the
+results can go into that model's folder (``aggan export-weights --metrics``). Prints a table and
+a final JSON line; ``--json`` writes the results.
 
     python benchmarks/real_quality.py --aggan models/horse2zebra-128 --cyclegan RUN_CYCLEGAN \\
         --data ../shared/data/horse2zebra \\
@@ -70,12 +74,25 @@ def locality(inputs: Tensor, outputs: Tensor) -> dict[str, float]:
             "mean_abs_change_levels": float(change.float().mean())}
 
 
-def gallery(inputs: Tensor, masks: Tensor, aggan: Tensor, cyclegan: Tensor | None) -> Tensor:
-    """Rows of input | mask | aggan (| cyclegan), uint8."""
-    columns = [inputs, masks.expand_as(inputs), aggan] + ([cyclegan] if cyclegan is not None
-                                                           else [])
+def gallery(inputs: Tensor, attended: list[tuple[Tensor, Tensor]], cyclegan: Tensor | None
+            ) -> Tensor:
+    """Rows of input | mask | translation (for each aggan model) (| cyclegan), uint8."""
+    columns = [inputs]
+    for masks, outputs in attended:
+        columns += [masks.expand_as(inputs), outputs]
+    columns += [cyclegan] if cyclegan is not None else []
     tiles = torch.stack(columns, dim=1).flatten(0, 1)
     return make_grid(tiles, nrow=len(columns), padding=2, pad_value=255)
+
+
+def labelled_model(text: str) -> tuple[str, str]:
+    """``LABEL=MODEL`` of ``--other``, as (label, model)."""
+    label, separator, source = text.partition("=")
+    if not separator or not label or not source:
+        raise argparse.ArgumentTypeError(f"expected LABEL=MODEL, got {text!r}")
+    if label in ("identity", "aggan", "cyclegan"):
+        raise argparse.ArgumentTypeError(f"the label {label!r} is taken by the built-in rows")
+    return label, source
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -96,6 +113,9 @@ def print_report(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aggan", required=True, help="model folder, name, run or checkpoint")
+    parser.add_argument("--other", type=labelled_model, action="append", default=[],
+                        metavar="LABEL=MODEL", help="another aggan model to score beside "
+                        "--aggan, in rows named LABEL (repeatable)")
     parser.add_argument("--cyclegan", help="the cyclegan-variant model trained the same way")
     parser.add_argument("--data", required=True, type=Path, help="folder with testA/ testB/")
     parser.add_argument("--size", type=int, help="pixels (default: the aggan model's training "
@@ -112,16 +132,19 @@ def main() -> None:
     inception = InceptionFeatures()
     real_features = {domain: inception.extract(photos[domain]) for domain in photos}
     probe = training_probe(DataConfig(root=str(args.data)), inception, default_cache_dir())
-    methods = {"identity": None, "aggan": args.aggan, "cyclegan": args.cyclegan}
-    results: dict[str, Any] = {"size": size, "aggan": args.aggan, "cyclegan": args.cyclegan,
-                               "rows": []}
+    others = dict(args.other)
+    attention_methods = ["aggan", *others]
+    methods = {"identity": None, "aggan": args.aggan, **others, "cyclegan": args.cyclegan}
+    results: dict[str, Any] = {"size": size, "aggan": args.aggan, "others": others,
+                               "cyclegan": args.cyclegan, "rows": []}
     for direction in DIRECTIONS:
         inputs = photos[source_domain(direction)]
         outputs: dict[str, Tensor] = {}
+        masks: dict[str, Tensor] = {}
         for method, source in methods.items():
             if method == "cyclegan" and source is None:
                 continue
-            outputs[method], masks = translate_all(source, inputs, direction)
+            outputs[method], method_masks = translate_all(source, inputs, direction)
             fake_features = inception.extract(outputs[method])
             scores = fid_kid(real_features[target_domain(direction)], fake_features)
             fid_source = frechet_distance(real_features[source_domain(direction)],
@@ -131,15 +154,17 @@ def main() -> None:
                    "kid_x100_mean": scores.kid_x100_mean, "kid_x100_std": scores.kid_x100_std,
                    "images": len(inputs), "real_images": scores.real_images,
                    **locality(inputs, outputs[method])}
-            if method == "aggan" and masks is not None:
-                row["mean_mask"] = float(masks.float().mean() / 255)
-                row |= placement(probe, inception, list(inputs), list(masks),
+            if method in attention_methods and method_masks is not None:
+                row["mean_mask"] = float(method_masks.float().mean() / 255)
+                row |= placement(probe, inception, list(inputs), list(method_masks),
                                  source_domain(direction)).summary()
-                aggan_masks = masks
+                masks[method] = method_masks
             results["rows"].append(row)
         if args.gallery:
             rows = slice(0, args.gallery_rows)
-            write_png(gallery(inputs[rows], aggan_masks[rows], outputs["aggan"][rows],
+            write_png(gallery(inputs[rows],
+                              [(masks[method][rows], outputs[method][rows])
+                               for method in attention_methods if method in masks],
                               outputs["cyclegan"][rows] if "cyclegan" in outputs else None),
                       args.gallery.parent / f"{args.gallery.name}_{direction}.png")
 
