@@ -240,8 +240,9 @@ def test_evaluate_scores_every_model_on_a_folder_with_one_probe(
 
 def test_the_switch_can_freeze_the_best_placed_attention(
         stand_in: InceptionFeatures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """schedule.switch_attention=best-placement: the switch freezes the attention of the sample
-    step (before the switch) whose validation masks were best placed, also across a resume."""
+    """schedule.switch_attention=best-placement: the switch freezes each attention network as
+    it was at the sample step (before the switch) where its own direction's validation masks
+    were best placed, also across a resume."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     write_dataset(tmp_path / "photos", size_px=32, train_images=14, test_images=4, seed=0)
     layer = tiny_layer(steps=24, attention_warmup_step=4, switch_step=16, sample_every_steps=4,
@@ -249,15 +250,15 @@ def test_the_switch_can_freeze_the_best_placed_attention(
                        inception=str(stand_in.path), switch_attention="best-placement")
     layer["data"].update(root=str(tmp_path / "photos"), validation_images=2)
     # Placements at the sample steps after the warm-up, 8, 12, ..., 24 (step 4 ends it), in
-    # order; the switch comes after step 16, so step 12's attention is the best placed while it
-    # trains.
-    placements = [0.1, 0.9, 0.3, 2.0, 5.0]
+    # order; the switch comes after step 16, so while the attention trains a2b's masks are best
+    # placed at step 12 and b2a's at step 8 (their mean would pick step 12 for both).
+    placements = {"a2b": [0.1, 0.9, 0.3, 2.0, 5.0], "b2a": [0.7, 0.2, 0.3, 2.0, 5.0]}
     measured: list[dict[str, torch.Tensor]] = []
 
     def measure(self: PlacementMonitor, translator: torch.nn.Module) -> dict[str, float]:
-        value = placements[len(measured) % len(placements)]
+        index = len(measured) % len(placements["a2b"])
         measured.append({k: v.clone() for k, v in translator.attention.state_dict().items()})
-        return {f"placement/{kind}_{d}": value for kind in ("nats", "hit_rate")
+        return {f"placement/{kind}_{d}": placements[d][index] for kind in ("nats", "hit_rate")
                 for d in ("a2b", "b2a")}
 
     monkeypatch.setattr(PlacementMonitor, "measure", measure)
@@ -266,17 +267,24 @@ def test_the_switch_can_freeze_the_best_placed_attention(
         for index, stop in enumerate(stops):
             train(build_config(layer), tmp_path / run, resume=index > 0, stop_at_step=stop,
                   progress=False, tensorboard=False)
-        assert len(measured) == len(placements)
+        assert len(measured) == len(placements["a2b"])
         final = load_checkpoint(tmp_path / run / "checkpoints" / "latest.pt")
         assert "best_attention" not in final
         attention = {key.removeprefix("attention."): value
                      for key, value in final["translator"].items()
                      if key.startswith("attention.")}
         assert not all(torch.equal(attention[k], v) for k, v in measured[2].items())
-        for key, value in measured[1].items():  # step 12's
-            torch.testing.assert_close(attention[key], value, rtol=0, atol=0)
+        for domain, chosen in (("a", measured[1]), ("b", measured[0])):  # steps 12 and 8
+            weights = {k: v for k, v in chosen.items() if k.startswith(f"{domain}.")}
+            assert weights
+            for key, value in weights.items():
+                torch.testing.assert_close(attention[key], value, rtol=0, atol=0)
+        for domain in "ab":  # the two steps' networks differ, so the test tells them apart
+            assert not all(torch.equal(measured[0][k], v) for k, v in measured[1].items()
+                           if k.startswith(f"{domain}."))
     before_switch = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "step-0000012.pt")
-    assert before_switch["best_placement_nats"] == pytest.approx(0.9)
+    assert before_switch["best_placement"] == {"a2b": {"step": 12, "nats": pytest.approx(0.9)},
+                                               "b2a": {"step": 8, "nats": pytest.approx(0.7)}}
 
 
 def test_best_placement_needs_held_out_images() -> None:

@@ -9,8 +9,9 @@ the file:
 - ``translator`` (generators and attention networks), ``discriminators``;
 - with ``train.translator_ema``: ``translator_ema`` (the moving average, what inference uses)
   and ``translator_ema_updates``;
-- with ``schedule.switch_attention=best-placement``, until the switch: ``best_attention`` (the
-  attention networks of the best-placed sample step) and ``best_placement_nats``;
+- with ``schedule.switch_attention=best-placement``, until the switch: ``best_attention`` (each
+  attention network, keyed by its domain, at the sample step where its direction's masks were
+  best placed) and ``best_placement`` (that step and placement, keyed by direction);
 - ``optimizer_generators``, ``optimizer_discriminators``, ``scaler_generators``,
   ``scaler_discriminators`` (loss scaling, used in fp16 only);
 - ``pools``: every rank's history pools with their generators' states, keyed by rank.
@@ -58,8 +59,8 @@ def checkpoint_dict(state: TrainState, config: RunConfig, schedule: Schedule,
     average = {} if state.translator_ema is None else {
         "translator_ema": state.translator_ema.module.state_dict(),
         "translator_ema_updates": int(state.translator_ema.n_averaged)}
-    best = {} if state.best_attention is None else {
-        "best_attention": state.best_attention, "best_placement_nats": state.best_placement_nats}
+    best = {} if not state.best_attention else {
+        "best_attention": state.best_attention, "best_placement": state.best_placement}
     return average | best | {
         "best_kid_x100": state.best_kid_x100,
         "format_version": FORMAT_VERSION,
@@ -228,14 +229,17 @@ def restore_state(state: TrainState, saved: dict[str, Any], path: Path,
         for name in ("scaler_generators", "scaler_discriminators"):
             if saved.get(name) and getattr(state, name).is_enabled():
                 getattr(state, name).load_state_dict(saved[name])
-    except (KeyError, ValueError, RuntimeError) as error:
+        if "best_attention" in saved:
+            state.best_attention = {domain: {key: value.to(device)
+                                             for key, value in weights.items()}
+                                    for domain, weights in saved["best_attention"].items()}
+            state.best_placement = {direction: {"step": int(best["step"]),
+                                                "nats": float(best["nats"])}
+                                    for direction, best in saved["best_placement"].items()}
+    except (KeyError, ValueError, RuntimeError, AttributeError) as error:
         raise AgganError(f"checkpoint {path}: its training state is incomplete ({error})") from None
     state.step = int(saved["step"])
     state.best_kid_x100 = float(saved.get("best_kid_x100", math.inf))
-    if "best_attention" in saved:
-        state.best_attention = {key: value.to(device)
-                                for key, value in saved["best_attention"].items()}
-        state.best_placement_nats = float(saved["best_placement_nats"])
 
 
 def inference_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -193,10 +193,12 @@ class ScheduleConfig:
     # discriminator rewards translating the background, pasture into savanna).
     guided_discriminator: GuidedDiscriminator = "attention"
     # What the switch freezes: "last" = the attention as the switch finds it (released);
-    # "best-placement" = the attention of the sample step, between the warm-up and the switch,
-    # whose masks were best placed (metrics.placement, mean of both directions) on the held-out
-    # validation images (data.validation_images; needs monitor.placement_images): the attention
-    # wanders while it trains, and the switch otherwise freezes wherever it is.
+    # "best-placement" = each attention network as it was at the sample step, between the
+    # warm-up and the switch, where its direction's masks were best placed (metrics.placement)
+    # on the held-out validation images (data.validation_images; needs
+    # monitor.placement_images): the attention wanders while it trains, and the switch
+    # otherwise freezes wherever it is (seed 2 of the floor-0.2 recipe at 128 px: placed in
+    # one direction or the other at some steps, at chance in both at the switch).
     switch_attention: SwitchAttention = "last"
 
     def __post_init__(self) -> None:

@@ -172,11 +172,12 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                 real_a, real_b = next(batches)
                 data_seconds += time.perf_counter() - waited
                 phase = schedule.phase(state.step)
-                if state.best_attention is not None and not phase.train_attention:
+                if state.best_attention and not phase.train_attention:
                     state.restore_best_attention()  # the switch: freeze the best-placed
-                    logger.info("step %d: the switch freezes the attention of placement %+.3f "
-                                "nats (schedule.switch_attention)", state.step,
-                                state.best_placement_nats)
+                    logger.info("step %d: the switch freezes each attention where it was best "
+                                "placed (schedule.switch_attention): %s", state.step, ", ".join(
+                                    f"{d} {best['nats']:+.3f} nats at step {best['step']}"
+                                    for d, best in state.best_placement.items()))
                 if modules is None or modules.phase != modules_phase(phase):
                     modules = step_modules(state, phase, context, device, config)
                 for optimizer in (state.optimizer_generators, state.optimizer_discriminators):
@@ -218,8 +219,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
                         tracker.scalars(state.step, values, stream="metrics")
                         if (config.schedule.switch_attention == "best-placement"
                                 and phase.train_attention):
-                            state.offer_attention(sum(values[f"placement/nats_{d}"]
-                                                      for d in DIRECTIONS) / len(DIRECTIONS))
+                            state.offer_attention({d: values[f"placement/nats_{d}"]
+                                                   for d in DIRECTIONS})
                         logger.info("step %d: mask placement %s", state.step, ", ".join(
                             f"{d} {values[f'placement/nats_{d}']:+.3f} nats "
                             f"({values[f'placement/hit_rate_{d}']:.0%} above chance)"

@@ -6,7 +6,8 @@ restores exactly this.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -14,9 +15,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from aggan.config import RunConfig
 from aggan.device import check_precision, tensor_layout
-from aggan.domains import DIRECTIONS
+from aggan.domains import DIRECTIONS, source_domain
 from aggan.networks import Discriminators, Translator, init_weights
 from aggan.pool import HistoryPool
+
+
+class BestPlacement(TypedDict):
+    """Where a direction's masks were best placed before the switch (best-placement)."""
+
+    step: int
+    nats: float
 
 
 @dataclass
@@ -35,10 +43,11 @@ class TrainState:
     translator_ema: AveragedModel | None = None
     step: int = 0
     best_kid_x100: float = math.inf
-    # schedule.switch_attention=best-placement: the attention networks' weights at the best-placed
-    # sample step so far, and that placement; the switch restores them (and clears them).
-    best_attention: dict[str, torch.Tensor] | None = None
-    best_placement_nats: float = -math.inf
+    # schedule.switch_attention=best-placement: each attention network's weights (keyed by its
+    # domain) at the sample step where its direction's masks were best placed so far, and that
+    # step and placement (keyed by direction); the switch restores the weights (and clears them).
+    best_attention: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    best_placement: dict[str, BestPlacement] = field(default_factory=dict)
 
     @property
     def inference_translator(self) -> Translator:
@@ -47,20 +56,30 @@ class TrainState:
             return self.translator
         return self.translator_ema.module  # type: ignore[return-value]
 
-    def offer_attention(self, placement_nats: float) -> None:
-        """Keeps the attention networks' weights if ``placement_nats`` is the best so far."""
-        if placement_nats > self.best_placement_nats:
-            self.best_placement_nats = placement_nats
-            self.best_attention = {key: value.detach().clone() for key, value in
-                                   self.inference_translator.attention.state_dict().items()}
+    def offer_attention(self, placement_nats: dict[str, float]) -> None:
+        """Keeps the weights of each attention network whose direction's placement (keyed by
+        direction) is its best so far. The two networks are chosen apart: each makes only its own
+        direction's masks, and a run may place one direction well at a step where the other
+        has wandered."""
+        attention = self.inference_translator.attention
+        assert attention is not None
+        for direction, nats in placement_nats.items():
+            best = self.best_placement.get(direction)
+            if best is None or nats > best["nats"]:
+                self.best_placement[direction] = {"step": self.step, "nats": nats}
+                domain = source_domain(direction)
+                self.best_attention[domain] = {key: value.detach().clone() for key, value
+                                               in attention[domain].state_dict().items()}
 
     def restore_best_attention(self) -> None:
-        """At the switch: the best-placed attention into the weights (and their average)."""
-        assert self.best_attention is not None
+        """At the switch: each best-placed attention network into the weights (and their
+        average)."""
         for translator in {id(t): t for t in (self.translator, self.inference_translator)
                            }.values():
-            translator.attention.load_state_dict(self.best_attention)
-        self.best_attention = None
+            assert translator.attention is not None
+            for domain, weights in self.best_attention.items():
+                translator.attention[domain].load_state_dict(weights)
+        self.best_attention = {}
 
     def update_average(self) -> None:
         """After a generator update (the first copies the weights)."""
