@@ -21,7 +21,9 @@ PHOTO = SHARED_DATA / "horse2zebra" / "testA" / "n02381460_1000.jpg"
 def test_shipped_model_is_small_and_self_describing() -> None:
     folder = find_model(SHIPPED)
     assert folder == REPO / "models" / SHIPPED
-    assert (folder / WEIGHTS_FILE).stat().st_size < 15e6
+    # The translator alone (24 MB in float32, which this model needs: float16 moved outputs by
+    # 2 levels); with the discriminators and optimizer state a checkpoint is 160 MB.
+    assert (folder / WEIGHTS_FILE).stat().st_size < 30e6
     info = json.loads((folder / CONFIG_FILE).read_text())
     assert info["size_px"] == 128 and info["variant"] == "aggan"
     measured = {(row["direction"], row["method"]) for row in info["metrics"]["rows"]}
