@@ -91,10 +91,13 @@ def test_a_config_from_before_the_sections_loads_into_them() -> None:
     assert build_config(flat).losses.mask_area_min == 0.2
     assert build_config(flat, {"schedule": {"tau": 0.3}}).schedule.tau == 0.3
     assert build_config(sectioned, parse_assignment("train.tau=0.4")).schedule.tau == 0.4
-    shipped = json.loads((Path(__file__).parents[1] / "models" / "horse2zebra-128"
-                          / "config.json").read_text())
+    # The config.json of the first shipped horse2zebra-128 (2026-12-02), as aggan 0.1.0 wrote it.
+    shipped = json.loads((Path(__file__).parent / "fixtures" / "config_aggan_0.1.0.json")
+                         .read_text())
     assert "tau" in shipped["config"]["train"]  # written in the old layout
-    assert build_config(shipped["config"]).schedule.switch_step is None
+    config = build_config(shipped["config"])
+    assert config.schedule.switch_step is None and config.schedule.tau == 0.1
+    assert config.losses.mask_area_min == 0.1 and config.runtime.precision == "bf16"
 
 
 def test_section_of_names_each_fields_section() -> None:
