@@ -9,8 +9,9 @@ training log measures it (so runs logged with another version of the measure, or
 compared). Prints a table per run and a final JSON line; ``--json`` writes the results.
 
 The criterion of issue #11: after the warm-up, the logged mean mask stays between 0.05 and 0.95
-at every log step, in both directions. The criterion of issue #27 ("placed"): from the switch on,
-the logged placement is above chance (0 nats) at every sample step, in both directions.
+at every log step, in both directions. The criterion of issue #27 ("placed"): from the switch on
+(after it with best-placement), the logged placement is above chance (0 nats) at every sample
+step, in both directions.
 
     python benchmarks/mask_trajectory.py RUN [RUN ...] --test-images 50 --json results/x.json
 """
@@ -93,8 +94,13 @@ def summarize(run_dir: Path, test_images: int, placement_images: int) -> dict[st
     values = [row[domain] for row in logged for domain in ("a", "b")]
     alive = bool(values) and all(ALIVE[0] <= value <= ALIVE[1] for value in values)
     placement = logged_placement(run_dir)
-    switch = json.loads((run_dir / "config.json").read_text())["schedule"]["switch_step"]
-    after_switch = [row for row in placement if switch is not None and row["step"] >= switch]
+    written = json.loads((run_dir / "config.json").read_text())
+    switch = written["schedule"]["switch_step"]
+    # The frozen masks: from the switch's own sample on where the switch freezes the attention
+    # it finds; with best-placement that sample is of the attention before it is restored.
+    restored = written["config"]["schedule"].get("switch_attention") == "best-placement"
+    after_switch = [row for row in placement
+                    if switch is not None and row["step"] >= switch + restored]
     placed = bool(after_switch) and all(row[f"nats_{d}"] > 0 for row in after_switch
                                         for d in DIRECTIONS)
     return {"run": run_dir.name, "warmup_end": warmup_end, "switch": switch, "logged": logged,

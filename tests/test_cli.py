@@ -105,6 +105,38 @@ def test_dry_run_prints_resolved_config(capsys: pytest.CaptureFixture[str],
     assert '"channels_last": true' in out
 
 
+def test_a_run_saved_before_a_default_changed_resumes_as_it_was(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run whose checkpoint predates data.validation_images (aggan 0.1.0 held no photo out)
+    resumes on every training photo, not on today's default, which holds 2 of these 20 out (as
+    the dry run prints) and so would refuse to resume a run trained on all of them."""
+    from aggan.checkpoint import load_checkpoint, save_checkpoint
+    from aggan.synthetic import write_dataset
+
+    write_dataset(tmp_path / "photos", size_px=32, train_images=20, test_images=2, seed=0)
+    run_dir = tmp_path / "run"
+    flags = (*TINY_FLAGS, "--set", "monitor.placement_images=0")
+    code, out, _ = run_cli(capsys, "train", "--data", tmp_path / "photos", "--out", run_dir,
+                           "--dry-run", *flags)
+    plan = json.loads(out)  # today's default, resolved as a start would
+    assert plan["config"]["data"]["validation_images"] == 2
+    assert plan["schedule"]["steps_per_epoch"] == 18
+    code, _, _ = run_cli(capsys, "train", "--data", tmp_path / "photos", "--out", run_dir,
+                         "--steps", "4", "--stop-at", "2", "--set", "data.validation_images=0",
+                         *flags)
+    assert code == 0
+    latest = run_dir / "checkpoints" / "latest.pt"
+    checkpoint = load_checkpoint(latest)
+    del checkpoint["config"]["data"]["validation_images"]
+    del checkpoint["config"]["schedule"]["switch_attention"]
+    save_checkpoint(checkpoint, latest)
+    code, out, err = run_cli(capsys, "train", "--out", run_dir, "--resume", "--no-progress")
+    assert code == 0 and "(step 4)" in out, err
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    assert saved["data"]["validation_images"] == 0
+    assert saved["schedule"]["switch_attention"] == "last"
+
+
 def test_resume_continues_and_finishes(tiny_run: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:

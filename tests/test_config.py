@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ from aggan.config import (
     LossesConfig,
     RunConfig,
     build_config,
+    build_saved_config,
     parse_assignment,
     read_config_file,
     section_of,
     to_dict,
 )
 from aggan.errors import AgganError
+from aggan.model_folder import read_model_folder
 
 
 def test_defaults_are_the_methods_values() -> None:
@@ -39,6 +42,8 @@ def test_official_config_restores_released_behaviour() -> None:
     assert (losses.attention_cycle_gradient, schedule.guided_discriminator) == (1, "switch")
     assert losses.source_negative_weight == losses.mask_border_weight == 0
     assert losses.mask_area_weight == losses.mask_area_min == 0
+    # It trains on every training image and freezes the attention the switch finds.
+    assert config.data.validation_images == 0 and schedule.switch_attention == "last"
 
 
 def test_layers_later_wins_and_set_parses_json() -> None:
@@ -98,6 +103,34 @@ def test_a_config_from_before_the_sections_loads_into_them() -> None:
     config = build_config(shipped["config"])
     assert config.schedule.switch_step is None and config.schedule.tau == 0.1
     assert config.losses.mask_area_min == 0.1 and config.runtime.precision == "bf16"
+
+
+def test_a_saved_config_keeps_what_its_version_did_where_a_default_changed_since(
+        tmp_path: Path, tiny_model_folder: Path) -> None:
+    """A run saved before data.validation_images and schedule.switch_attention existed held no
+    image out and froze the attention the switch found; loaded from a checkpoint, a model folder
+    or its config.json it still does, while a config file that names neither gets today's
+    defaults."""
+    shipped = json.loads((Path(__file__).parent / "fixtures" / "config_aggan_0.1.0.json")
+                         .read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(shipped))
+    model = shutil.copytree(tiny_model_folder, tmp_path / "model")
+    info = json.loads((model / "config.json").read_text())
+    del info["config"]["data"]["validation_images"], info["config"]["schedule"]["switch_attention"]
+    (model / "config.json").write_text(json.dumps(info))
+    for config in (build_saved_config(shipped["config"]),
+                   build_config(read_config_file(str(path))), read_model_folder(model)[1]):
+        assert config.data.validation_images == 0
+        assert config.schedule.switch_attention == "last"
+    assert build_saved_config(shipped["config"]).losses.mask_area_min == 0.1  # saved: kept
+    today = build_config({"schedule": {"steps": 5}})
+    assert today.data.validation_images is None and today.schedule.switch_attention == "auto"
+    assert today.losses.mask_area_min == 0.2
+    # A field a saved config holds wins over what its version did.
+    assert build_saved_config({"schedule": {"switch_attention": "best-placement"},
+                               "data": {"validation_images": 3}}).schedule.switch_attention == (
+        "best-placement")
 
 
 def test_section_of_names_each_fields_section() -> None:

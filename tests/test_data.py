@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from aggan.data import (
     open_domain,
     split_training,
     training_loader,
+    validation_count,
+    with_validation_count,
 )
 from aggan.errors import AgganError
 from aggan.images import read_image
@@ -119,3 +122,22 @@ def test_validation_images_are_held_out_of_training(image_folder_factory) -> Non
     assert monitored_domain(plain, "a").name(0) == "img0"  # the test images
     with pytest.raises(AgganError, match=r"data.validation_images \(7\) leaves no training"):
         split_training(DataConfig(root=str(root), size_px=32, validation_images=7), "a")
+
+
+@pytest.mark.parametrize(("photos", "held_out"), [((1500, 1200), 100), ((1500, 35), 3),
+                                                  ((35, 1500), 3), ((9, 9), 0)])
+def test_by_default_a_tenth_of_the_smaller_domain_is_held_out(tmp_path: Path,
+                                                              photos: tuple[int, int],
+                                                              held_out: int) -> None:
+    """data.validation_images=None (the default): a tenth of the smaller domain's training
+    photos, at most 100, and what a run writes is that number; none of the synthetic scenes;
+    a number given is kept."""
+    for domain, count in zip("AB", photos, strict=True):
+        (tmp_path / f"train{domain}").mkdir()
+        for index in range(count):  # counted, never decoded
+            (tmp_path / f"train{domain}" / f"{index}.png").touch()
+    config = DataConfig(root=str(tmp_path), size_px=32)
+    assert validation_count(config) == held_out
+    assert with_validation_count(config).validation_images == held_out
+    assert validation_count(dataclasses.replace(config, validation_images=7)) == 7
+    assert validation_count(DataConfig(size_px=32)) == 0  # the synthetic scenes

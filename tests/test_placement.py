@@ -287,6 +287,42 @@ def test_the_switch_can_freeze_the_best_placed_attention(
                                                "b2a": {"step": 8, "nats": pytest.approx(0.7)}}
 
 
-def test_best_placement_needs_held_out_images() -> None:
-    with pytest.raises(AgganError, match=r"data\.validation_images and monitor\.placement_images"):
-        build_config(tiny_layer(switch_attention="best-placement"))
+def test_by_default_the_switch_freezes_the_best_placed_attention_where_photos_are_held_out(
+        stand_in: InceptionFeatures, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """schedule.switch_attention=auto (the default) is best-placement where the run holds photos
+    out and measures placement on them, and the last attention where it cannot (no photo held
+    out, the synthetic scenes) or has no switch; the run's config.json and checkpoints say
+    which it was."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_dataset(tmp_path / "photos", size_px=32, train_images=20, test_images=4, seed=0)
+    layer = tiny_layer(steps=4, attention_warmup_step=1, switch_step=3, sample_every_steps=2,
+                       placement_images=2, inception=str(stand_in.path))
+    layer["data"]["root"] = str(tmp_path / "photos")
+    for name, change, expected in (
+            ("photos", {}, ("best-placement", 2)),  # 2 of 20: a tenth
+            ("none held out", {"data": {"validation_images": 0}}, ("last", 0)),
+            ("no switch", {"model": {"variant": "no-attention-d"}}, ("last", 2)),
+            ("scenes", {"data": {"root": "synthetic"}}, ("last", 0))):
+        train(build_config(layer, change), tmp_path / name, progress=False, tensorboard=False)
+        for saved in (json.loads((tmp_path / name / "config.json").read_text())["config"],
+                      load_checkpoint(tmp_path / name / "checkpoints" / "latest.pt")["config"]):
+            assert (saved["schedule"]["switch_attention"],
+                    saved["data"]["validation_images"]) == expected, name
+    rows = [json.loads(line) for line in (tmp_path / "photos" / "metrics.jsonl").open()]
+    assert [row["step"] for row in rows] == [2, 4]  # placement measured where it chooses
+
+
+def test_best_placement_needs_held_out_images(tmp_path: Path) -> None:
+    """Asked for by name, best-placement refuses a run that cannot measure placement on held-out
+    photos, in one line: when the config says so, else at the start (the synthetic scenes hold
+    none out)."""
+    no_photos_held = tiny_layer(switch_attention="best-placement")
+    no_photos_held["data"]["validation_images"] = 0
+    for layer in (no_photos_held, tiny_layer(switch_attention="best-placement",
+                                             placement_images=0)):
+        with pytest.raises(AgganError,
+                           match=r"data\.validation_images and monitor\.placement_images"):
+            build_config(layer)
+    with pytest.raises(AgganError, match=r"best-placement .*data\.validation_images"):
+        train(build_config(tiny_layer(switch_attention="best-placement")), tmp_path / "run",
+              progress=False, tensorboard=False)

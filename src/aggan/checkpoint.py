@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from aggan import distributed
-from aggan.config import RunConfig, build_config, to_dict
+from aggan.config import RunConfig, build_saved_config, to_dict
 from aggan.errors import AgganError
 from aggan.images import atomic_write
 from aggan.schedule import Schedule, schedule_dict
@@ -176,7 +176,7 @@ def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
 
 def config_of(state: dict[str, Any], path: Path) -> RunConfig:
     try:
-        return build_config(state["config"])
+        return build_saved_config(state["config"])
     except AgganError as error:
         raise AgganError(f"checkpoint {path} has an invalid config: {error}") from None
 

@@ -8,6 +8,7 @@ user's input become one line, ``aggan: error: ...``, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from aggan.config import (
+    BEFORE_FIELDS,
     VARIANTS,
     AttentionFrom,
     AttentionKernels,
@@ -122,7 +124,7 @@ def resolve_train_config(args: argparse.Namespace) -> Any:
         from aggan.checkpoint import load_checkpoint
 
         # Memory-mapped: the config alone is read here; the loop reads the tensors once.
-        layers.append(load_checkpoint(checkpoint, mmap=True)["config"])
+        layers += [BEFORE_FIELDS, load_checkpoint(checkpoint, mmap=True)["config"]]
     elif args.data is None and args.config is None:
         logger.info(DEMO_NOTE)
         layers.append(read_config_file("demo"))
@@ -160,6 +162,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         # The data read and the schedule resolved and checked as a start would (one process);
         # the output loads back through --config.
+        from aggan.data import with_validation_count
+
+        config = dataclasses.replace(config, data=with_validation_count(config.data))
         schedule = schedule_dict(planned_schedule(config))
         print(json.dumps({"config": to_dict(config), "schedule": schedule}, indent=2))
         return 0

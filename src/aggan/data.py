@@ -8,6 +8,7 @@ flip. So the stream does not depend on worker count or timing, and resuming at s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.v2 import functional as TF
 
-from aggan.config import DataConfig
+from aggan.config import VALIDATION_IMAGES_AUTO_MAX, DataConfig
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, to_float
 from aggan.synthetic import SyntheticDomain, seeded_generator
@@ -107,11 +108,31 @@ class SubsetDomain:
         return self.images.load(self.indices[index])
 
 
+def validation_count(config: DataConfig) -> int:
+    """How many training images per domain ``data.validation_images`` holds out; its default
+    (None) counts the photos: a tenth of the smaller domain's, at most
+    ``VALIDATION_IMAGES_AUTO_MAX``, and none of the synthetic scenes."""
+    if config.validation_images is not None:
+        return config.validation_images
+    if config.root == "synthetic":
+        return 0
+    folders = [_split_folder(Path(config.root), "train", domain) for domain in ("a", "b")]
+    # A missing folder counts none here; opening it names it.
+    smaller = min(len(list_images(folder)) if folder.is_dir() else 0 for folder in folders)
+    return min(VALIDATION_IMAGES_AUTO_MAX, smaller // 10)
+
+
+def with_validation_count(config: DataConfig) -> DataConfig:
+    """``config`` with ``data.validation_images`` as the number it holds out (what a run
+    writes, so that its config says which images it trained on)."""
+    return dataclasses.replace(config, validation_images=validation_count(config))
+
+
 def split_training(config: DataConfig, domain: str) -> tuple[DomainImages, DomainImages | None]:
     """The training images of ``domain`` less the ``data.validation_images`` held out of them,
     and those held out (None where none are)."""
     images = open_domain(config, "train", domain)
-    count = config.validation_images
+    count = validation_count(config)
     if not count:
         return images, None
     if count >= len(images):
@@ -125,7 +146,7 @@ def split_training(config: DataConfig, domain: str) -> tuple[DomainImages, Domai
 def monitored_domain(config: DataConfig, domain: str) -> DomainImages | None:
     """What the monitors during training measure: the validation images where the run holds
     some out, else the test images (None where the data has no test folder)."""
-    if config.validation_images:
+    if validation_count(config):
         return split_training(config, domain)[1]
     return open_test_domain(config, domain)
 

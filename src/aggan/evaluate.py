@@ -24,7 +24,13 @@ from torch import Tensor
 from tqdm import tqdm
 
 from aggan.config import DataConfig
-from aggan.data import DomainImages, ground_truth, open_test_domain, split_training
+from aggan.data import (
+    DomainImages,
+    ground_truth,
+    open_test_domain,
+    split_training,
+    validation_count,
+)
 from aggan.domains import DOMAINS, Direction, source_domain, target_domain
 from aggan.errors import AgganError
 from aggan.images import (
@@ -66,7 +72,7 @@ def evaluation_images(data: DataConfig, split: Split, domain: str) -> DomainImag
     """The images of ``domain`` that ``split`` scores: the test folder's, or the training images
     the run held out of training."""
     if split == "validation":
-        if not data.validation_images:
+        if not validation_count(data):
             raise AgganError("--split validation: the model held no training images out "
                              "(data.validation_images is 0); train with --set "
                              "data.validation_images=N")

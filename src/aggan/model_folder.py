@@ -30,7 +30,7 @@ from aggan.checkpoint import (
     resolve_checkpoint,
     schedule_of,
 )
-from aggan.config import VARIANTS, RunConfig, build_config, to_dict
+from aggan.config import VARIANTS, RunConfig, build_saved_config, to_dict
 from aggan.data import fixed_samples
 from aggan.domains import DIRECTIONS, DOMAINS, source_domain
 from aggan.errors import AgganError
@@ -197,7 +197,7 @@ def read_model_folder(path: Path) -> tuple[Translator, RunConfig, dict[str, Any]
         raise AgganError(f"{path} has model format version {info.get('format_version')}; this "
                          f"aggan reads version {MODEL_FORMAT_VERSION}")
     try:
-        config = build_config(info["config"])
+        config = build_saved_config(info["config"])
     except (AgganError, KeyError, TypeError) as error:
         raise AgganError(f"{path / CONFIG_FILE} has an invalid config: {error}") from None
     try:

@@ -7,6 +7,7 @@ its checkpoint in ``checkpoint.py``, what the run folder records in ``run_folder
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ from aggan.checkpoint import (
     schedule_of,
     step_file,
 )
-from aggan.config import RunConfig
+from aggan.config import VARIANTS, RunConfig
 from aggan.data import (
     DomainImages,
     UnpairedTrainingSet,
     fixed_samples,
     split_training,
     training_loader,
+    with_validation_count,
 )
 from aggan.device import tensor_layout
 from aggan.domains import DIRECTIONS, DOMAINS
@@ -91,10 +93,33 @@ def planned_schedule(config: RunConfig, world_size: int = 1) -> Schedule:
     return _fresh_schedule(config, training_images(config), world_size)
 
 
+def _resolve_switch_attention(config: RunConfig, placement_measured: bool) -> RunConfig:
+    """``schedule.switch_attention`` as this run applies it: "auto" is best-placement where the
+    run measures the masks' placement on held-out images in one process and has a switch, else
+    the last attention; an explicit best-placement without the measure is an error."""
+    setting = config.schedule.switch_attention
+    held_out = bool(config.data.validation_images)
+    if setting == "best-placement" and not (placement_measured and held_out):
+        raise AgganError("schedule.switch_attention=best-placement needs the mask placement during "
+                         "training on held-out photos (data.validation_images, "
+                         "monitor.placement_images, the FID Inception) and one process")
+    if setting != "auto":
+        return config
+    best = placement_measured and held_out and VARIANTS[config.model.variant].switch
+    resolved = "best-placement" if best else "last"
+    if VARIANTS[config.model.variant].switch:
+        logger.info("the switch will freeze %s (schedule.switch_attention=auto)",
+                    "each attention network where its masks were best placed" if best else
+                    "the attention as it finds it: no mask placement on held-out photos here")
+    return dataclasses.replace(config, schedule=dataclasses.replace(
+        config.schedule, switch_attention=resolved))
+
+
 def _train(config: RunConfig, run_dir: Path, context: distributed.Context, device: torch.device,
            *, resume: bool, stop_at_step: int | None, progress: bool,
            tensorboard: bool) -> TrainResult:
     main = context.is_main
+    config = dataclasses.replace(config, data=with_validation_count(config.data))
 
     # --- Resume: the run folder holds a run only if --resume says to continue it.
     latest = checkpoint_dir(run_dir) / LATEST
@@ -120,6 +145,8 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     if saved is not None:
         restore_state(state, saved, latest, device, context.rank)
         logger.info("resumed %s at step %d", latest, state.step)
+    placement = placement_monitor(config, device, images) if main else None
+    config = _resolve_switch_attention(config, placement is not None and not context.enabled)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_config(run_dir, config, schedule, device, context.world_size)
@@ -128,11 +155,6 @@ def _train(config: RunConfig, run_dir: Path, context: distributed.Context, devic
     # Rows after the start step are from a run killed before it saved them: dropped.
     tracker = Tracker(run_dir, tensorboard=tensorboard, start_step=state.step) if main else None
     monitor = training_monitor(config, device) if main else None
-    placement = placement_monitor(config, device, images) if main else None
-    if config.schedule.switch_attention == "best-placement" and (
-            context.enabled or placement is None):
-        raise AgganError("schedule.switch_attention=best-placement needs the mask placement during "
-                         "training (photo folders, the FID Inception) and one process")
     dataset = UnpairedTrainingSet(images["a"], images["b"], config.data, config.train.seed)
     loader = training_loader(dataset, batch_size=config.train.batch_size, start_step=state.step,
                              workers=config.data.workers, pin_memory=device.type == "cuda",
