@@ -99,8 +99,9 @@ def summarize(run_dir: Path, test_images: int, placement_images: int) -> dict[st
     # The frozen masks: from the switch's own sample on where the switch freezes the attention
     # it finds; with best-placement that sample is of the attention before it is restored.
     restored = written["config"]["schedule"].get("switch_attention") == "best-placement"
+    first_frozen = None if switch is None else switch + 1 if restored else switch
     after_switch = [row for row in placement
-                    if switch is not None and row["step"] >= switch + restored]
+                    if first_frozen is not None and row["step"] >= first_frozen]
     placed = bool(after_switch) and all(row[f"nats_{d}"] > 0 for row in after_switch
                                         for d in DIRECTIONS)
     return {"run": run_dir.name, "warmup_end": warmup_end, "switch": switch, "logged": logged,

@@ -479,6 +479,13 @@ def read_json_object(path: Path, flag: str, *, unreadable_hint: str = "") -> dic
     return data
 
 
+# What a run did before these fields existed, under a config saved without them (checkpoints,
+# model folders and run configs of earlier versions): a default that changed later must not
+# change what such a run trains on or freezes when it is resumed or evaluated.
+BEFORE_FIELDS: dict[str, Any] = {"data": {"validation_images": 0},
+                                 "schedule": {"switch_attention": "last"}}
+
+
 def read_config_file(name_or_path: str) -> dict[str, Any]:
     """Reads a JSON config from a path, or a built-in one by name (``official``)."""
     path = Path(name_or_path)
@@ -493,13 +500,6 @@ def read_config_file(name_or_path: str) -> dict[str, Any]:
                            unreadable_hint=f" (built-in configs: {', '.join(names)})")
     # A run's config.json also records versions and the resolved schedule: keep the config part.
     return merge(BEFORE_FIELDS, data["config"]) if "config" in data else data
-
-
-# What a run did before these fields existed, under a config saved without them (checkpoints,
-# model folders and run configs of earlier versions): a default that changed later must not
-# change what such a run trains on or freezes when it is resumed or evaluated.
-BEFORE_FIELDS: dict[str, Any] = {"data": {"validation_images": 0},
-                                 "schedule": {"switch_attention": "last"}}
 
 
 def build_saved_config(values: dict[str, Any]) -> RunConfig:

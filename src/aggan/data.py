@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms.v2 import functional as TF
 
 from aggan.config import VALIDATION_IMAGES_AUTO_MAX, DataConfig
+from aggan.domains import DOMAINS
 from aggan.errors import AgganError
 from aggan.images import list_images, read_image, to_float
 from aggan.synthetic import SyntheticDomain, seeded_generator
@@ -116,7 +117,7 @@ def validation_count(config: DataConfig) -> int:
         return config.validation_images
     if config.root == "synthetic":
         return 0
-    folders = [_split_folder(Path(config.root), "train", domain) for domain in ("a", "b")]
+    folders = [_split_folder(Path(config.root), "train", domain) for domain in DOMAINS]
     # A missing folder counts none here; opening it names it.
     smaller = min(len(list_images(folder)) if folder.is_dir() else 0 for folder in folders)
     return min(VALIDATION_IMAGES_AUTO_MAX, smaller // 10)
